@@ -1,0 +1,62 @@
+"""Ship application metrics to Elasticsearch as ECS documents, through stdlib logging.
+
+::
+
+    import logging
+    from ecs_metrics_handler import ElasticECSHandler, metric, timed
+
+    log = logging.getLogger("app")
+    log.addHandler(ElasticECSHandler(hosts=["http://localhost:9200"], es_index_name="app-metrics"))
+    log.setLevel(logging.INFO)
+
+    log.info("db query", extra=metric("db.query", 12.5, unit="ms"))
+
+    @timed("checkout", logger=log)
+    def checkout(): ...
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from ._compat import ElasticECSMetricsLogger, NaiveDatetimeError, now
+from ._config import AuthType, Backend, IndexNameFrequency, IndexTimezone
+from ._document import ECS_VERSION, DocumentBuilder
+from ._handler import ElasticECSHandler
+from ._metric import MetricType, metric
+from ._replay import ReplayResult, replay
+from ._timing import METRICS_LOGGER_NAME, timed
+from .exceptions import (
+    ConfigurationError,
+    EcsMetricsHandlerError,
+    InvalidMetricError,
+    MissingDependencyError,
+)
+
+try:
+    __version__ = _metadata.version("ecs-metrics-handler")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "ECS_VERSION",
+    "METRICS_LOGGER_NAME",
+    "AuthType",
+    "Backend",
+    "ConfigurationError",
+    "DocumentBuilder",
+    "EcsMetricsHandlerError",
+    "ElasticECSHandler",
+    "ElasticECSMetricsLogger",
+    "IndexNameFrequency",
+    "IndexTimezone",
+    "InvalidMetricError",
+    "MetricType",
+    "MissingDependencyError",
+    "NaiveDatetimeError",
+    "ReplayResult",
+    "metric",
+    "now",
+    "replay",
+    "timed",
+]

@@ -1,0 +1,377 @@
+"""``ElasticECSHandler``: the stdlib handler contract, the capture, and the lifecycle.
+
+The application thread does as little as possible: ``emit`` filters the record, copies the
+metric payload (so that a caller mutating its dict afterwards changes nothing), appends
+``(sequence number, record, payload, message)`` to a ``deque`` and, once ``buffer_size``
+records wait, wakes the worker. Building, serialisation, HTTP and file I/O happen on the
+worker's threads (see ``_worker.py``), outside any lock the application needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from logging.handlers import BufferingHandler
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from ._config import AuthType, HandlerOptions, IndexNameFrequency
+from ._document import DocumentBuilder
+from ._index import IndexNamer
+from ._report import Reporter
+from ._shipper import Shipper, check_optional_dependencies, make_shipper
+from ._spool import Spool
+from ._stats import DeliveryStats
+from ._templates import load_templates
+from ._timing import METRICS_LOGGER_NAME
+from ._worker import Entry, Worker
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["ElasticECSHandler", "HandlerKwargs"]
+
+#: Loggers whose records are never shipped: the clients' own (``elastic_transport`` logs every
+#: request at INFO) and this package's, except the documented metrics logger of ``timed()``.
+_INTERNAL_ROOTS = frozenset(
+    {
+        "ecs_metrics_handler",
+        "elastic_transport",
+        "elasticsearch",
+        "opensearch",
+        "opensearchpy",
+        "requests",
+        "requests_aws4auth",
+        "requests_kerberos",
+        "urllib3",
+    }
+)
+
+
+class HandlerKwargs(TypedDict, total=False):
+    """The handler's options; README.rst documents each one with its default."""
+
+    hosts: Any
+    auth_type: AuthType | str
+    auth_details: Any
+    aws_access_key: str | None
+    aws_secret_key: str | None
+    aws_session_token: str | None
+    aws_region: str | None
+    aws_service: str
+    use_ssl: bool | str
+    verify_ssl: bool | str
+    ca_certs: str | os.PathLike[str] | None
+    client_cert: str | os.PathLike[str] | None
+    client_key: str | os.PathLike[str] | None
+    buffer_size: int | str
+    flush_frequency_in_sec: float | str
+    es_index_name: str
+    index_name_frequency: IndexNameFrequency | str
+    index_name_timezone: Any
+    data_stream: str | None
+    es_additional_fields: Mapping[str, Any]
+    es_additional_fields_in_env: Mapping[str, Any]
+    flush_failure_folder: str | os.PathLike[str] | None
+    flush_failure_folder_max_bytes: int | str
+    ship_log_records: bool | str
+    metric_key: str
+    service_name: str | None
+    service_version: str | None
+    service_environment: str | None
+    event_dataset: str | None
+    backend: Any
+    request_timeout: float | str
+    max_retries: int | str
+    retry_backoff_initial: float | str
+    retry_backoff_max: float | str
+    max_queue_records: int | str
+    max_pending_bytes: int | str
+    flush_timeout: float | str
+    install_template: bool | str
+
+
+def may_ship(logger_name: str) -> bool:
+    """Whether records of ``logger_name`` may be shipped (the re-entrancy guard, by name)."""
+    if logger_name == METRICS_LOGGER_NAME or logger_name.startswith(METRICS_LOGGER_NAME + "."):
+        return True
+    return logger_name.partition(".")[0] not in _INTERNAL_ROOTS
+
+
+def _module_lock_held() -> bool:
+    """Whether this thread holds logging's module lock (dictConfig, logging.shutdown of a list)."""
+    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+    return bool(is_owned is not None and is_owned())
+
+
+_live_handlers: weakref.WeakSet[ElasticECSHandler] = weakref.WeakSet()
+_fork_hook_lock = threading.Lock()
+_fork_hook_registered = False
+
+
+def _reset_handlers_in_child() -> None:
+    for handler in list(_live_handlers):
+        handler._reset_after_fork()
+
+
+def _track(handler: ElasticECSHandler) -> None:
+    global _fork_hook_registered
+    with _fork_hook_lock:
+        _live_handlers.add(handler)
+        if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_reset_handlers_in_child)
+            _fork_hook_registered = True
+
+
+class ElasticECSHandler(BufferingHandler):
+    """A logging handler that ships metric records to Elasticsearch as ECS documents.
+
+    Attach it to any logger (the root included) or configure it with
+    :func:`logging.config.dictConfig`; every option is a keyword argument whose value JSON
+    or YAML can express (enums as case-insensitive strings, hosts as a list). A ready
+    ``elasticsearch.Elasticsearch`` or ``opensearchpy.OpenSearch`` client may be passed as
+    ``client`` (``ext://`` in dictConfig); the connection options are then ignored.
+
+    By default only records that carry a metric payload (``extra={"metric": {...}}``, see
+    :func:`ecs_metrics_handler.metric`) are shipped; ``ship_log_records=True`` ships the
+    others as ECS log events too. Records of the Elasticsearch/OpenSearch clients, of
+    ``urllib3``/``requests`` and of this package are never shipped (except the
+    ``ecs_metrics_handler.metrics`` logger that :func:`ecs_metrics_handler.timed` uses).
+
+    Blocking: ``emit`` never waits on the network or the disk. :meth:`flush` and
+    :meth:`close` wait at most ``flush_timeout`` seconds (default 5; close adds one second of
+    grace to stop the threads). Thread-safe; fork-safe (a child process starts with an empty
+    buffer and its own worker and client).
+
+    Raises :class:`~ecs_metrics_handler.ConfigurationError` at construction for a wrong
+    option, and :class:`~ecs_metrics_handler.MissingDependencyError` when an option needs an
+    extra that is not installed.
+    """
+
+    AuthType = AuthType
+    IndexNameFrequency = IndexNameFrequency
+
+    #: ``logging.shutdown`` calls ``close()`` only: close flushes within its own bound.
+    flushOnClose = False
+
+    buffer: deque[Entry]  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        *,
+        client: Any = None,
+        level: int | str = logging.NOTSET,
+        **options: Unpack[HandlerKwargs],
+    ) -> None:
+        self.options = HandlerOptions.from_kwargs(**options)
+        if client is None:
+            check_optional_dependencies(self.options)
+        else:
+            make_shipper(self.options, client)  # validates the client's type now
+        super().__init__(self.options.buffer_size)
+        self.setLevel(level)
+        self._client = client
+        self._metric_key = self.options.metric_key
+        self._ship_log_records = self.options.ship_log_records
+        self._max_queue = self.options.max_queue_records
+        self._decisions: dict[str, bool] = {}
+        self._closed = False
+        self._flush_timed_out = False
+        self._setup_pipeline()
+        _track(self)
+
+    # -- construction helpers ---------------------------------------------------------------
+
+    def _setup_pipeline(self) -> None:
+        o = self.options
+        self.buffer = deque()
+        self._last_seq = 0
+        self._stats = DeliveryStats()
+        self._spool = (
+            Spool(o.flush_failure_folder, o.flush_failure_folder_max_bytes)
+            if o.flush_failure_folder
+            else None
+        )
+        self._reporter = Reporter()
+        builder = self.make_document_builder()
+        namer = IndexNamer(
+            o.es_index_name,
+            o.index_name_frequency,
+            o.index_name_timezone,
+            data_stream=o.data_stream,
+        )
+        self._worker = Worker(
+            self.buffer,
+            builder=builder,
+            namer=namer,
+            shipper_factory=self._make_shipper,
+            spool=self._spool,
+            stats=self._stats,
+            reporter=self._reporter,
+            id_prefix=base64.urlsafe_b64encode(os.urandom(9)).decode("ascii"),
+            buffer_size=o.buffer_size,
+            flush_interval=o.flush_frequency_in_sec,
+            max_pending_bytes=o.max_pending_bytes,
+            max_retries=o.max_retries,
+            backoff_initial=o.retry_backoff_initial,
+            backoff_max=o.retry_backoff_max,
+            templates=self.templates() if o.install_template else None,
+        )
+
+    def make_document_builder(self) -> DocumentBuilder:
+        """Return the object that turns a record into an ECS document.
+
+        Override to customise documents: subclass :class:`DocumentBuilder` and return it here::
+
+            class MyBuilder(DocumentBuilder):
+                def build(self, record, message, payload):
+                    doc = super().build(record, message, payload)
+                    doc["tenant"] = {"id": current_tenant()}
+                    return doc
+
+            class MyHandler(ElasticECSHandler):
+                def make_document_builder(self):
+                    return MyBuilder(self.options)
+        """
+        return DocumentBuilder(self.options)
+
+    def _make_shipper(self) -> Shipper:
+        return make_shipper(self.options, self._client)
+
+    def templates(self) -> dict[str, Any]:
+        """The component and index template bodies for this handler's indices (or data stream)."""
+        o = self.options
+        prefix = o.data_stream or o.es_index_name
+        bodies = load_templates(prefix, data_stream=o.data_stream is not None)
+        return {
+            "component_name": f"{prefix}-ecs-metrics",
+            "index_name": f"{prefix}-ecs-metrics",
+            **bodies,
+        }
+
+    def _reset_after_fork(self) -> None:
+        # Runs in the child right after os.fork(): the parent's threads do not exist here and
+        # whatever it had buffered is the parent's to ship.
+        self._decisions = {}
+        self._flush_timed_out = False
+        self._setup_pipeline()
+
+    # -- the stdlib contract ----------------------------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Capture ``record`` for shipping. Never blocks on I/O; never raises into the caller."""
+        try:
+            ship = self._decisions.get(record.name)
+            if ship is None:
+                ship = self._decisions[record.name] = may_ship(record.name)
+            if not ship:
+                return
+            payload = record.__dict__.get(self._metric_key)
+            if payload is None:
+                if not self._ship_log_records:
+                    return
+            elif type(payload) is dict:
+                payload = payload.copy()
+                labels = payload.get("labels")
+                if type(labels) is dict:
+                    payload["labels"] = labels.copy()
+            worker = self._worker
+            if threading.get_ident() in worker.thread_ids:
+                return  # something logged from our own worker: never ship it
+            seq = self._last_seq = self._last_seq + 1
+            if self._closed:
+                self._stats.drop("handler closed")
+                return
+            queue = self.buffer
+            if len(queue) >= self._max_queue:
+                self._stats.drop("in-memory queue full (max_queue_records)")
+                return
+            queue.append((seq, record, payload, record.getMessage() if record.args else record.msg))
+            if not worker.started:
+                worker.start()
+            if len(queue) >= self.capacity and not worker.wake_pending:
+                worker.wake()
+        except RecursionError:  # see logging.Handler.emit
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def shouldFlush(self, record: logging.LogRecord) -> bool:
+        """Whether ``buffer_size`` records wait (the worker is woken then; stdlib API)."""
+        return len(self.buffer) >= self.capacity
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Ship what is buffered and wait until it is acknowledged, spooled or dead-lettered.
+
+        Waits at most ``timeout`` seconds (default: the ``flush_timeout`` option, 5 s) and
+        returns whether everything emitted before the call was settled in time. After
+        :meth:`close` it does nothing and returns ``True``. Safe from any thread.
+        """
+        if self._closed:
+            return True
+        if timeout is None:
+            timeout = self.options.flush_timeout
+        if _module_lock_held():
+            # Under logging's module lock (dictConfig tearing handlers down): the worker may
+            # need that lock to log, so don't wait on it here; close() spools what is left.
+            self._worker.wake()
+            return False
+        ok = self._worker.flush(self._last_seq, timeout)
+        self._flush_timed_out = not ok
+        return ok
+
+    def close(self) -> None:
+        """Flush within ``flush_timeout`` seconds, spool what is still undelivered, stop the worker.
+
+        Idempotent. With no failure folder, what could not be delivered is counted in
+        ``stats()["dropped"]`` and reported.
+        """
+        try:
+            if not self._closed:
+                self._closed = True
+                wait = not self._flush_timed_out and not (
+                    _module_lock_held() and self._spool is not None
+                )
+                self._worker.stop(
+                    self.options.flush_timeout, self._last_seq, wait_for_delivery=wait
+                )
+        finally:
+            logging.Handler.close(self)
+
+    # -- extras -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Delivery counters (see ``_stats.DeliveryStats`` for their meaning) and ``pending``."""
+        snapshot = self._stats.snapshot(self._worker.pending())
+        snapshot["emitted"] = self._last_seq
+        return snapshot
+
+    def install_template(self) -> None:
+        """Install the component and index templates now, from the calling thread (blocking).
+
+        Raises the client's error when the cluster refuses.
+        """
+        shipper = self._make_shipper()
+        try:
+            shipper.put_templates(self.templates())
+        finally:
+            if self._client is None:
+                shipper.close()
+
+    def check_connection(self) -> bool:
+        """Whether the cluster answers ``GET /_cluster/health`` (blocking, ``request_timeout``)."""
+        shipper = self._make_shipper()
+        try:
+            return shipper.check()
+        finally:
+            if self._client is None:
+                shipper.close()
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        target = self.options.data_stream or f"{self.options.es_index_name}-*"
+        return f"<{type(self).__name__} {','.join(self.options.hosts)} -> {target} ({level})>"

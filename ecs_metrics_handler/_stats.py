@@ -1,0 +1,84 @@
+"""Delivery counters: what happened to every metric the handler accepted.
+
+Accounting (per handler, per process): every record the handler accepts for shipping gets a
+sequence number and is counted in ``emitted``. It then ends in exactly one of
+
+* ``shipped``: acknowledged by the cluster on the live path (``duplicates`` counts the part
+  of it that the cluster already held, a ``409`` on ``create``);
+* ``spooled``: written to the failure folder (``replayed`` later counts the spooled
+  documents that a replay got acknowledged: a subset of ``spooled``, not an outcome of its own);
+* ``dead_lettered``: refused by the cluster for a reason a retry cannot fix (a mapping
+  conflict...), written to the dead-letter file with that reason when a folder is set;
+* ``invalid``: a payload that cannot become a document (no name, a value that is not a
+  finite number...);
+* ``dropped``: lost on purpose, with the reason counted in ``dropped_reasons`` and reported
+  through the ``ecs_metrics_handler`` logger (no failure folder, the folder is full, the
+  in-memory queue is full);
+
+or it is still ``pending``. So ``emitted == shipped + spooled + dead_lettered + invalid +
+dropped + pending`` at any time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+__all__ = ["DeliveryStats"]
+
+_FIELDS = (
+    "emitted",
+    "shipped",
+    "duplicates",
+    "retried",
+    "spooled",
+    "replayed",
+    "dead_lettered",
+    "invalid",
+    "dropped",
+)
+
+
+class DeliveryStats:
+    """Thread-safe counters of one handler.
+
+    ``emitted`` and the queue-full drops are written by application threads under the
+    handler's lock; everything else by the worker threads under this object's own lock.
+    Reading with :meth:`snapshot` is consistent enough for monitoring; exact accounting
+    holds once the handler is flushed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.emitted = 0
+        self.shipped = 0
+        self.duplicates = 0
+        self.retried = 0
+        self.spooled = 0
+        self.replayed = 0
+        self.dead_lettered = 0
+        self.invalid = 0
+        self.dropped = 0
+        self.dropped_reasons: Counter[str] = Counter()
+
+    def add(self, field: str, n: int = 1) -> None:
+        """Add ``n`` to ``field`` (one of the counter names)."""
+        if n:
+            with self._lock:
+                setattr(self, field, getattr(self, field) + n)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` documents dropped for ``reason``."""
+        if n:
+            with self._lock:
+                self.dropped += n
+                self.dropped_reasons[reason] += n
+
+    def snapshot(self, pending: int = 0) -> dict[str, Any]:
+        """Return the counters as a plain dict, with ``pending`` and ``dropped_reasons``."""
+        with self._lock:
+            out: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
+            out["dropped_reasons"] = dict(self.dropped_reasons)
+        out["pending"] = pending
+        return out

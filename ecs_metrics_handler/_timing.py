@@ -1,0 +1,241 @@
+"""``timed()``: time a block or a function and log the duration as a timer metric.
+
+One object is both a context manager (``with`` / ``async with``) and a decorator (of plain and
+``async def`` functions)::
+
+    @timed("checkout")                       # logs through METRICS_LOGGER_NAME
+    def checkout(cart: Cart) -> Receipt: ...
+
+    @timed("fetch", logger=log, labels={"api": "stock"})
+    async def fetch(sku: str) -> int: ...
+
+    with timed("db.query", logger=log):
+        rows = cursor.fetchall()
+
+Each exit logs ONE record, ``logger.log(level, message or name, extra={metric_key: payload})``
+with the payload ``{"name", "type": "timer", "value": <ms float>, "unit": "ms", "duration_ns",
+"start", "end", "outcome", "labels"}`` (``start``/``end`` in epoch seconds of ``wall_clock``,
+``end = start + duration``). When the block raises, the outcome is ``"failure"`` (``"unknown"``
+for ``BaseException`` such as cancellation or ``KeyboardInterrupt``), ``error_type`` names the
+exception, and the exception propagates unchanged. Nothing is built when the logger is not
+enabled for ``level``.
+
+The duration comes from ``clock`` (default :func:`time.perf_counter_ns`, monotonic); negative
+differences (a misbehaving injected clock) are clamped to 0.
+
+Thread safety: the start of each ``with`` entry lives in a context variable, so one instance may
+be entered concurrently from several threads and several asyncio tasks, and nested in itself;
+each decorated call keeps its state in local variables. Decorating a generator function times
+only the creation of the generator.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar, cast
+
+from ._metric import METRIC_KEY, LabelValue, exception_type_name
+
+__all__ = ["METRICS_LOGGER_NAME", "timed"]
+
+#: The logger :class:`timed` uses when given none. Attach the handler to it (or to an
+#: ancestor): the handler's guard against shipping its own records exempts exactly this name.
+METRICS_LOGGER_NAME: Final = "ecs_metrics_handler.metrics"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_Frame = tuple[int, float, "contextvars.Token[tuple[Any, ...]]"]
+
+
+class timed:  # noqa: N801 - lower case like contextlib's context managers, used as a decorator
+    """Time a block or a function and log one timer metric per exit; see the module docs.
+
+    :param name: the metric name (``metrics.name``), non-empty.
+    :param logger: a :class:`logging.Logger`, a logger name, or ``None`` for
+        :data:`METRICS_LOGGER_NAME`.
+    :param level: the record's level, :data:`logging.INFO` by default.
+    :param labels: labels copied into every payload.
+    :param message: the record's message; ``name`` by default.
+    :param metric_key: the ``extra`` key; must match the handler's ``metric_key`` option.
+    :param clock: monotonic nanoseconds, :func:`time.perf_counter_ns` by default.
+    :param wall_clock: epoch seconds for ``start``/``end``, :func:`time.time` by default.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_frames",
+        "_last",
+        "_wall_clock",
+        "labels",
+        "level",
+        "logger",
+        "message",
+        "metric_key",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        logger: logging.Logger | str | None = None,
+        level: int = logging.INFO,
+        labels: Mapping[str, LabelValue] | None = None,
+        message: str | None = None,
+        metric_key: str = METRIC_KEY,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"timed() needs a non-empty metric name, got {name!r}")
+        self.name = name
+        if logger is None or isinstance(logger, str):
+            logger = logging.getLogger(logger or METRICS_LOGGER_NAME)
+        self.logger: logging.Logger = logger
+        self.level = level
+        self.labels: dict[str, LabelValue] = dict(labels) if labels else {}
+        self.message = message if message is not None else name
+        self.metric_key = metric_key
+        self._clock = clock
+        self._wall_clock = wall_clock
+        # One stack of (start_ns, start_wall, token) per context: threads and asyncio tasks
+        # each see their own, so concurrent and nested entries never overwrite each other.
+        self._frames: contextvars.ContextVar[tuple[_Frame, ...]] = contextvars.ContextVar(
+            f"timed[{name}]", default=()
+        )
+        self._last = threading.local()
+
+    # ------------------------------------------------------------------ context manager
+
+    def __enter__(self) -> timed:
+        self._push()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        start_ns, start_wall = self._pop()
+        self._emit(start_ns, start_wall, exc_type)
+
+    async def __aenter__(self) -> timed:
+        self._push()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        start_ns, start_wall = self._pop()
+        self._emit(start_ns, start_wall, exc_type)
+
+    def _push(self) -> None:
+        frames = self._frames.get()
+        start_wall = self._wall_clock()
+        start_ns = self._clock()
+        # Each frame keeps the token that restores the stack without it: resetting on exit
+        # leaves the context as it was, so short-lived instances leave nothing behind.
+        token = self._frames.set(frames)
+        self._frames.set((*frames, (start_ns, start_wall, token)))
+
+    def _pop(self) -> tuple[int, float]:
+        frames = self._frames.get()
+        if not frames:  # exit without a matching entry in this context
+            now = self._clock()
+            return now, self._wall_clock()
+        start_ns, start_wall, token = frames[-1]
+        try:
+            self._frames.reset(token)
+        except ValueError:  # exited in another context than it was entered in
+            self._frames.set(frames[:-1])
+        return start_ns, start_wall
+
+    # ---------------------------------------------------------------------- decorator
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``func`` (plain or ``async def``); the wrapper keeps its signature."""
+        if inspect.iscoroutinefunction(func):
+            async_func = cast(Callable[P, Awaitable[Any]], func)
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                start_wall = self._wall_clock()
+                start_ns = self._clock()
+                try:
+                    result = await async_func(*args, **kwargs)
+                except BaseException:
+                    self._emit(start_ns, start_wall, sys.exc_info()[0])
+                    raise
+                self._emit(start_ns, start_wall, None)
+                return result
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            start_wall = self._wall_clock()
+            start_ns = self._clock()
+            try:
+                result = func(*args, **kwargs)
+            except BaseException:
+                self._emit(start_ns, start_wall, sys.exc_info()[0])
+                raise
+            self._emit(start_ns, start_wall, None)
+            return result
+
+        return wrapper
+
+    # ------------------------------------------------------------------------ logging
+
+    @property
+    def elapsed_ns(self) -> int | None:
+        """Nanoseconds of the last timed block or call that ended in this thread, if any."""
+        value: int | None = getattr(self._last, "elapsed_ns", None)
+        return value
+
+    def _emit(self, start_ns: int, start_wall: float, exc_type: type[BaseException] | None) -> None:
+        duration_ns = max(0, self._clock() - start_ns)
+        self._last.elapsed_ns = duration_ns
+        logger = self.logger
+        try:
+            if not logger.isEnabledFor(self.level):
+                return
+            payload: dict[str, Any] = {
+                "name": self.name,
+                "type": "timer",
+                "value": duration_ns / 1e6,
+                "unit": "ms",
+                "duration_ns": duration_ns,
+                "start": start_wall,
+                "end": start_wall + duration_ns / 1e9,
+                "outcome": "success",
+                "labels": dict(self.labels),
+            }
+            if exc_type is not None:
+                payload["outcome"] = "failure" if issubclass(exc_type, Exception) else "unknown"
+                payload["error_type"] = exception_type_name(exc_type)
+            # stacklevel 3: the record points at the code that used timed, not at this module
+            # (1 = this method, 2 = __exit__ or the wrapper, 3 = their caller).
+            logger.log(self.level, self.message, extra={self.metric_key: payload}, stacklevel=3)
+        except Exception:
+            # Timing must never change what the timed code does; report like Handler.handleError.
+            if logging.raiseExceptions and sys.stderr is not None:
+                sys.stderr.write(f"--- ecs_metrics_handler: timed({self.name!r}) could not log\n")
+                traceback.print_exc(file=sys.stderr)
+
+    def __repr__(self) -> str:
+        return f"timed({self.name!r}, logger={self.logger.name!r})"

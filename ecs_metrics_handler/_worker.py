@@ -1,0 +1,636 @@
+"""The background half of the handler: build, serialise, ship, judge, retry, spool, replay.
+
+Two daemon threads per handler, started on first use:
+
+``batcher``
+    Wakes when ``buffer_size`` records wait, every ``flush_frequency_in_sec``, or on
+    ``flush()``. Takes the captured records off the handler's queue, builds their ECS
+    documents, names their index from the event's time, gives each a document id, serialises
+    them into bulk ``create`` pairs and hands the batch to the sender. It never touches the
+    network, so when the sender is stuck on a slow or frozen cluster it keeps memory bounded:
+    batches beyond ``max_pending_bytes`` go to the failure folder.
+
+``sender``
+    Ships one batch at a time, judges every item, retries the retryable subset with capped
+    exponential backoff and jitter, writes refused documents to the dead-letter file, and
+    spools what it could not deliver. After an outage it stops trying every batch (they go
+    straight to the spool) and probes the cluster at growing intervals; once the cluster
+    answers, it replays the spooled segments, oldest first.
+
+No lock an application thread needs is ever held while waiting on the network or the disk:
+the handler's queue is a ``deque`` (append and popleft are atomic), and the worker's own
+condition guards only in-memory bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._document import DocumentBuilder
+from ._index import IndexNamer
+from ._report import Reporter
+from ._serialize import bulk_pair, dumps
+from ._shipper import BulkResult, ShipError, Shipper
+from ._spool import Claim, DeadLetter, Spool
+from ._stats import DeliveryStats
+from .exceptions import InvalidMetricError
+
+__all__ = ["Batch", "Entry", "Worker"]
+
+#: What an application thread captures: (sequence number, record, copied payload, message).
+Entry = tuple[int, logging.LogRecord, Any, Any]
+
+_MAX_BULK_BYTES = 8 << 20
+_MIN_BULK_DOCS = 500
+_JOIN_GRACE = 1.0
+
+
+@dataclass(eq=False, slots=True)
+class Batch:
+    """Serialised documents on their way to the cluster."""
+
+    items: list[bytes]
+    min_seq: int
+    nbytes: int
+    settled: bool = False
+    abandoned: bool = False
+    current: list[bytes] = field(default_factory=list)
+
+
+class Worker:
+    """Owns the batcher and sender threads of one handler. See the module docstring."""
+
+    def __init__(
+        self,
+        queue: deque[Entry],
+        *,
+        builder: DocumentBuilder,
+        namer: IndexNamer,
+        shipper_factory: Callable[[], Shipper],
+        spool: Spool | None,
+        stats: DeliveryStats,
+        reporter: Reporter,
+        id_prefix: str,
+        buffer_size: int,
+        flush_interval: float,
+        max_pending_bytes: int,
+        max_retries: int,
+        backoff_initial: float,
+        backoff_max: float,
+        templates: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._queue = queue
+        self._builder = builder
+        self._namer = namer
+        self._shipper_factory = shipper_factory
+        self._shipper: Shipper | None = None
+        self._spool = spool
+        self._stats = stats
+        self._reporter = reporter
+        self._id_prefix = id_prefix
+        self._bulk_docs = max(buffer_size, _MIN_BULK_DOCS)
+        self._interval = flush_interval
+        self._max_pending_bytes = max_pending_bytes
+        self._max_retries = max_retries
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._templates = templates
+
+        self._wake = threading.Event()
+        #: set by the handler before it sets ``_wake``: one wake-up per batch, not per record
+        self.wake_pending = False
+        self._cond = threading.Condition(threading.Lock())
+        self._outbox: deque[Batch] = deque()
+        self._outbox_bytes = 0
+        self._unsettled: set[Batch] = set()
+        self._building: int | None = None
+        self._in_flight: Batch | None = None
+        self._stopping = threading.Event()
+        self._halt = threading.Event()  # stop sending now: what is left goes to the spool
+        self._threads: list[threading.Thread] = []
+        self.thread_ids: frozenset[int] = frozenset()
+        self._start_lock = threading.Lock()
+        self.started = False
+
+        # Outage state, sender thread only.
+        self._down = False
+        self._next_probe = 0.0
+        self._probe_interval = backoff_initial
+        self._spool_waiting = spool is not None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the threads (idempotent, thread-safe)."""
+        with self._start_lock:
+            if self.started:
+                return
+            self.started = True
+            batcher = threading.Thread(
+                target=self._run_batcher, name="ecs-metrics-batcher", daemon=True
+            )
+            sender = threading.Thread(
+                target=self._run_sender, name="ecs-metrics-sender", daemon=True
+            )
+            self._threads = [batcher, sender]
+            batcher.start()
+            sender.start()
+            self.thread_ids = frozenset(t.ident for t in self._threads if t.ident is not None)
+
+    def wake(self) -> None:
+        """Ask the batcher to take what is queued now."""
+        self.wake_pending = True
+        self._wake.set()
+
+    def flush(self, target_seq: int, timeout: float) -> bool:
+        """Wait until every record with a sequence number up to ``target_seq`` is settled.
+
+        Settled means acknowledged, spooled, dead-lettered, invalid or dropped. Returns whether
+        that happened within ``timeout`` seconds. Blocks the caller; holds no lock the
+        application needs while waiting.
+        """
+        if not self.started:
+            if not self._queue:
+                return True
+            self.start()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._settled_through(target_seq):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+                if not self._queue_head_settled(target_seq):
+                    self._wake.set()
+        return True
+
+    def stop(self, timeout: float, target_seq: int, *, wait_for_delivery: bool = True) -> None:
+        """Stop the threads, spooling (or counting as dropped) whatever is not delivered.
+
+        With ``wait_for_delivery`` the worker first gets up to ``timeout`` seconds to ship what
+        is queued; the total time spent here is about ``timeout`` plus one second of grace.
+        Idempotent.
+        """
+        deadline = time.monotonic() + timeout
+        if wait_for_delivery and self.started:
+            self.flush(target_seq, timeout)
+        self._stopping.set()
+        self._halt.set()
+        self._wake.set()
+        with self._cond:
+            self._cond.notify_all()
+        batcher = self._threads[0] if self._threads else None
+        if batcher is not None and batcher is not threading.current_thread():
+            batcher.join(max(0.0, min(_JOIN_GRACE, deadline - time.monotonic() + _JOIN_GRACE)))
+        self._spill_everything("handler closed before delivery")
+        sender = self._threads[1] if len(self._threads) > 1 else None
+        if sender is not None and sender is not threading.current_thread():
+            sender.join(0.2)
+        shipper, self._shipper = self._shipper, None
+        if shipper is not None and (sender is None or not sender.is_alive()):
+            shipper.close()
+
+    def pending(self) -> int:
+        """Records accepted but not settled yet (approximate while threads run)."""
+        with self._cond:
+            in_batches = sum(len(b.current or b.items) for b in self._unsettled)
+        return len(self._queue) + in_batches
+
+    # -- flush bookkeeping (call with self._cond held) --------------------------------------
+
+    def _queue_head_settled(self, target: int) -> bool:
+        try:
+            head = self._queue[0][0]
+        except IndexError:
+            return True
+        return head > target
+
+    def _settled_through(self, target: int) -> bool:
+        if self._building is not None and self._building <= target:
+            return False
+        if not self._queue_head_settled(target):
+            return False
+        return all(b.min_seq > target for b in self._unsettled)
+
+    # -- batcher ----------------------------------------------------------------------------
+
+    def _run_batcher(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.wake_pending = False
+            try:
+                self._drain()
+            except Exception:  # pragma: no cover - a bug; never let the thread die silently
+                self._reporter.error(
+                    "batcher", "ecs_metrics_handler: batcher failed", exc_info=True
+                )
+            if self._stopping.is_set() and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            entries: list[Entry] = []
+            with self._cond:
+                try:
+                    self._building = queue[0][0]
+                except IndexError:
+                    self._building = None
+                    return
+            try:
+                for _ in range(self._bulk_docs):
+                    entries.append(queue.popleft())
+            except IndexError:
+                pass
+            batch = self._build(entries) if entries else None
+            overflow: list[Batch] = []
+            with self._cond:
+                self._building = None
+                if batch is not None and self._halt.is_set():
+                    self._unsettled.add(batch)
+                    overflow.append(batch)  # closing: straight to the spool
+                elif batch is not None:
+                    self._unsettled.add(batch)
+                    self._outbox.append(batch)
+                    self._outbox_bytes += batch.nbytes
+                    while self._outbox_bytes > self._max_pending_bytes and len(self._outbox) > 1:
+                        old = self._outbox.popleft()
+                        self._outbox_bytes -= old.nbytes
+                        overflow.append(old)
+                self._cond.notify_all()
+            for old in overflow:
+                reason = (
+                    "handler closed before delivery"
+                    if old is batch
+                    else "backlog over max_pending_bytes"
+                )
+                self._spill(old.items, reason)
+                self._settle(old)
+
+    def _build(self, entries: list[Entry]) -> Batch | None:
+        build = self._builder.build
+        namer = self._namer
+        prefix = self._id_prefix
+        items: list[bytes] = []
+        rejected: list[DeadLetter] = []
+        nbytes = 0
+        for seq, record, payload, message in entries:
+            try:
+                doc = build(record, message, payload)
+                item = bulk_pair(namer(record.created), f"{prefix}{seq:x}", dumps(doc))
+            except InvalidMetricError as e:
+                rejected.append(
+                    DeadLetter(
+                        f"invalid metric: {e.reason}", record=_describe(record, message, payload)
+                    )
+                )
+                continue
+            except Exception as e:
+                rejected.append(
+                    DeadLetter(
+                        f"cannot build document: {type(e).__name__}: {e}",
+                        record=_describe(record, message, payload),
+                    )
+                )
+                continue
+            items.append(item)
+            nbytes += len(item)
+        if rejected:
+            self._stats.add("invalid", len(rejected))
+            self._reporter.warning(
+                "invalid",
+                "ecs_metrics_handler: %d record(s) could not become documents, first: %s",
+                len(rejected),
+                rejected[0].reason,
+            )
+            self._dead_letter(rejected)
+        if not items:
+            return None
+        return Batch(items=items, min_seq=entries[0][0], nbytes=nbytes)
+
+    # -- sender -----------------------------------------------------------------------------
+
+    def _run_sender(self) -> None:
+        while True:
+            batch: Batch | None = None
+            with self._cond:
+                while not self._outbox and not self._stopping.is_set():
+                    if self._replay_due():
+                        break
+                    self._cond.wait(self._sender_wait())
+                if self._outbox:
+                    batch = self._outbox.popleft()
+                    self._outbox_bytes -= batch.nbytes
+                    self._in_flight = batch
+                elif self._stopping.is_set():
+                    return
+            try:
+                if batch is not None:
+                    self._send(batch)
+                elif self._replay_due():
+                    self._replay_one()
+            except Exception:  # pragma: no cover - a bug; keep the data and the thread
+                self._reporter.error("sender", "ecs_metrics_handler: sender failed", exc_info=True)
+                if batch is not None:
+                    self._give_up(batch, batch.current or batch.items, "internal error")
+            finally:
+                with self._cond:
+                    self._in_flight = None
+
+    def _sender_wait(self) -> float:
+        if self._spool_waiting and self._spool is not None:
+            return max(0.05, min(self._interval, self._next_probe - time.monotonic()))
+        return self._interval
+
+    def _get_shipper(self) -> Shipper:
+        if self._shipper is None:
+            self._shipper = self._shipper_factory()
+        return self._shipper
+
+    def _ensure_templates(self, shipper: Shipper) -> None:
+        if self._templates is None:
+            return
+        try:
+            shipper.put_templates(self._templates)
+        except Exception as e:
+            raise ShipError(f"cannot install the index template: {e}", retryable=True) from e
+        self._templates = None
+        self._reporter.info("ecs_metrics_handler: index template installed")
+
+    def _send(self, batch: Batch) -> None:
+        remaining = batch.items
+        attempt = 0
+        probing = self._down  # after an outage a batch is one probe: no retry cycle
+        while True:
+            if self._halt.is_set():
+                self._give_up(batch, remaining, "handler closed before delivery")
+                return
+            if self._down and time.monotonic() < self._next_probe:
+                self._give_up(batch, remaining, "cluster unavailable")
+                return
+            if not self._hand_over(batch, remaining):
+                return
+            shipper = self._get_shipper()
+            failure: ShipError | None = None
+            try:
+                self._ensure_templates(shipper)
+                result = shipper.bulk(b"".join(remaining), len(remaining))
+            except ShipError as e:
+                failure = e
+                retry = remaining
+            else:
+                self._mark_up()
+                if not self._hand_over(batch, remaining):
+                    return  # the closing thread has already spooled all of it
+                retry = self._account(result, remaining, replay=False)
+            if not retry:
+                self._settle(batch)
+                return
+            if failure is not None and not failure.retryable:
+                self._reporter.error("refused", "ecs_metrics_handler: %s", failure.reason)
+                self._mark_down()
+                self._give_up(batch, retry, "refused")
+                return
+            attempt += 1
+            if failure is not None and probing:
+                self._mark_down()
+                self._give_up(batch, retry, "cluster unavailable")
+                return
+            if attempt > self._max_retries:
+                reason = (
+                    failure.reason if failure else f"{len(retry)} item(s) still rejected (429/5xx)"
+                )
+                self._reporter.warning(
+                    "retries",
+                    "ecs_metrics_handler: giving up after %d retries (%s); "
+                    "%d document(s) go to the failure folder",
+                    self._max_retries,
+                    reason,
+                    len(retry),
+                )
+                if failure is not None:
+                    self._mark_down()
+                self._give_up(batch, retry, "cluster unavailable")
+                return
+            self._stats.add("retried", len(retry))
+            remaining = retry
+            if self._halt.wait(self._backoff(attempt)):
+                continue  # closing: the loop's first check spools what is left
+
+    def _hand_over(self, batch: Batch, remaining: list[bytes]) -> bool:
+        """Record what the sender is about to (re)send; False when close() took the batch."""
+        with self._cond:
+            if batch.abandoned:
+                return False
+            batch.current = remaining
+            return True
+
+    def _account(self, result: BulkResult, sent: list[bytes], *, replay: bool) -> list[bytes]:
+        """Count a bulk result; dead-letter the refused items; return those to retry."""
+        self._stats.add("replayed" if replay else "shipped", result.done)
+        if result.duplicates:
+            self._stats.add("duplicates", result.duplicates)
+        if result.dead:
+            letters = [
+                DeadLetter("refused by the cluster", status=status, error=error, item=sent[pos])
+                for pos, status, error in result.dead
+            ]
+            if not replay:
+                self._stats.add("dead_lettered", len(letters))
+            first = result.dead[0]
+            self._reporter.warning(
+                "dead-letter",
+                "ecs_metrics_handler: %d document(s) refused by the cluster, first: HTTP %s %s",
+                len(letters),
+                first[1],
+                _reason_text(first[2]),
+            )
+            self._dead_letter(letters)
+        return [sent[pos] for pos in result.retry]
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._backoff_max, self._backoff_initial * (2 ** (attempt - 1)))
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+    def _mark_up(self) -> None:
+        if self._down:
+            self._reporter.info("ecs_metrics_handler: the cluster answers again")
+        self._down = False
+        self._probe_interval = self._backoff_initial
+
+    def _mark_down(self) -> None:
+        if self._down:
+            self._probe_interval = min(self._backoff_max, self._probe_interval * 2)
+        self._down = True
+        self._next_probe = time.monotonic() + self._probe_interval
+
+    # -- spool and replay -------------------------------------------------------------------
+
+    def _replay_due(self) -> bool:
+        if not self._spool_waiting or self._spool is None or self._halt.is_set():
+            return False
+        return not self._down or time.monotonic() >= self._next_probe
+
+    def _replay_one(self) -> None:
+        spool = self._spool
+        assert spool is not None
+        spool.recover_stale_claims()
+        claim = spool.claim_oldest()
+        if claim is None:
+            self._spool_waiting = False
+            return
+        try:
+            remaining = self._replay_claim(claim)
+        except BaseException:
+            claim.release(claim.items)
+            raise
+        if remaining:
+            claim.release(remaining)
+        else:
+            claim.done()
+
+    def _replay_claim(self, claim: Claim) -> list[bytes]:
+        shipper = self._get_shipper()
+        left: list[bytes] = []
+        items = claim.items
+        for start in range(0, len(items), self._bulk_docs):
+            chunk = items[start : start + self._bulk_docs]
+            if self._halt.is_set() or left:
+                left.extend(chunk)
+                continue
+            try:
+                self._ensure_templates(shipper)
+                result = shipper.bulk(b"".join(chunk), len(chunk))
+            except ShipError as e:
+                self._mark_down()
+                self._reporter.warning("replay", "ecs_metrics_handler: replay paused: %s", e.reason)
+                left.extend(chunk)
+                continue
+            self._mark_up()
+            retry = self._account(result, chunk, replay=True)
+            if retry:
+                self._mark_down()
+                left.extend(retry)
+        return left
+
+    def _spill(self, items: list[bytes], reason: str) -> None:
+        """Put ``items`` in the failure folder, or count them dropped. Blocking disk I/O."""
+        if not items:
+            return
+        if self._spool is None:
+            self._stats.drop(f"{reason}, no flush_failure_folder", len(items))
+            self._reporter.warning(
+                "dropped",
+                "ecs_metrics_handler: %d document(s) dropped: %s, no flush_failure_folder set",
+                len(items),
+                reason,
+            )
+            return
+        try:
+            written = self._spool.write_segment(items)
+        except OSError as e:
+            self._stats.drop("failure folder unwritable", len(items))
+            self._reporter.error(
+                "spool-error",
+                "ecs_metrics_handler: %d document(s) dropped: cannot write to %s: %s",
+                len(items),
+                self._spool.folder,
+                e,
+            )
+            return
+        if written:
+            self._stats.add("spooled", len(items))
+            self._spool_waiting = True
+        else:
+            self._stats.drop("failure folder full", len(items))
+            self._reporter.error(
+                "spool-full",
+                "ecs_metrics_handler: %d document(s) dropped: %s is over its %d-byte cap",
+                len(items),
+                self._spool.folder,
+                self._spool.max_bytes,
+            )
+
+    def _give_up(self, batch: Batch, items: list[bytes], reason: str) -> None:
+        with self._cond:
+            if batch.abandoned or batch.settled:
+                return
+        self._spill(items, reason)
+        self._settle(batch)
+
+    def _settle(self, batch: Batch) -> None:
+        with self._cond:
+            batch.settled = True
+            batch.current = []
+            self._unsettled.discard(batch)
+            self._cond.notify_all()
+
+    def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        if self._spool is None or not letters:
+            return
+        try:
+            self._spool.write_dead_letters(letters)
+        except OSError as e:
+            self._reporter.error(
+                "spool-error",
+                "ecs_metrics_handler: cannot write dead letters to %s: %s",
+                self._spool.folder,
+                e,
+            )
+
+    def _spill_everything(self, reason: str) -> None:
+        """On stop: everything still in memory goes to the spool (or is counted dropped)."""
+        with self._cond:
+            batches = list(self._outbox)
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            in_flight = self._in_flight
+            if in_flight is not None and not in_flight.settled:
+                in_flight.abandoned = True
+                batches.append(in_flight)
+            # Batches a retry loop holds are not in the outbox: take them too.
+            for b in self._unsettled:
+                if b not in batches:
+                    b.abandoned = True
+                    batches.append(b)
+        for b in batches:
+            self._spill(b.current or b.items, reason)
+            self._settle(b)
+        entries: list[Entry] = []
+        try:
+            while True:
+                entries.append(self._queue.popleft())
+        except IndexError:
+            pass
+        if entries:
+            for start in range(0, len(entries), self._bulk_docs):
+                leftover = self._build(entries[start : start + self._bulk_docs])
+                if leftover is not None:
+                    self._spill(leftover.items, reason)
+
+
+def _describe(record: logging.LogRecord, message: Any, payload: Any) -> dict[str, Any]:
+    return {
+        "logger": record.name,
+        "level": record.levelname,
+        "created": record.created,
+        "message": str(message),
+        "payload": payload if isinstance(payload, (dict, list, str, int, float)) else repr(payload),
+        "pid": os.getpid(),
+    }
+
+
+def _reason_text(error: Any) -> str:
+    if isinstance(error, Mapping):
+        return f"{error.get('type', '')}: {error.get('reason', '')}"
+    return str(error)

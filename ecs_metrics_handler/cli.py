@@ -1,0 +1,275 @@
+"""Command line: ``python -m ecs_metrics_handler demo | replay | install-template | template``.
+
+``demo``
+    Ships a few realistic metrics (timed calls, gauges, a counter, a failing call) to
+    ``--hosts`` or ``$ELASTICSEARCH_URL``. With neither, it starts a local node with the
+    project's ``scripts/nodes.py`` when run from a source checkout with Java available;
+    otherwise the documents go to the failure folder. It always says where they are.
+``replay FOLDER``
+    Sends the spooled segments of a failure folder to the cluster (see :func:`replay`).
+``install-template``
+    Installs the component and index templates for an index prefix or data stream.
+``template``
+    Prints those template bodies as JSON, for review or for installing with ``curl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._handler import ElasticECSHandler
+from ._metric import metric
+from ._replay import replay
+from ._timing import timed
+from .exceptions import EcsMetricsHandlerError
+
+__all__ = ["main"]
+
+
+def _connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hosts", nargs="+", default=None, help="cluster URLs (default: $ELASTICSEARCH_URL)"
+    )
+    parser.add_argument("--user", help="user name for Basic authentication")
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("ELASTICSEARCH_PASSWORD"),
+        help="password (default: $ELASTICSEARCH_PASSWORD)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("ELASTICSEARCH_API_KEY"),
+        help="encoded API key (default: $ELASTICSEARCH_API_KEY)",
+    )
+    parser.add_argument(
+        "--ca-certs", help="PEM file of the CA that signed the cluster's certificate"
+    )
+    parser.add_argument("--no-verify", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument("--opensearch", action="store_true", help="the cluster is OpenSearch")
+
+
+def _connection_options(args: argparse.Namespace) -> dict[str, Any]:
+    hosts = args.hosts or (
+        [os.environ["ELASTICSEARCH_URL"]] if os.environ.get("ELASTICSEARCH_URL") else None
+    )
+    options: dict[str, Any] = {}
+    if hosts:
+        options["hosts"] = hosts
+    if args.user:
+        options["auth_type"] = "basic_auth"
+        options["auth_details"] = (args.user, args.password or "")
+    elif args.api_key:
+        options["auth_type"] = "api_key"
+        options["auth_details"] = args.api_key
+    if args.ca_certs:
+        options["ca_certs"] = args.ca_certs
+    if args.no_verify:
+        options["verify_ssl"] = False
+    if args.opensearch:
+        options["backend"] = "opensearch"
+    return options
+
+
+def _find_nodes_script() -> Path | None:
+    for base in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        candidate = base / "scripts" / "nodes.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _start_local_node() -> tuple[str | None, str]:
+    """Start a node with scripts/nodes.py; return (url or None, what happened)."""
+    script = _find_nodes_script()
+    if script is None:
+        return None, "scripts/nodes.py not found (not a source checkout)"
+    if shutil.which("java") is None:
+        return None, "Java is not installed"
+    print(
+        f"demo: starting a local Elasticsearch node with {script} (first start downloads it)",
+        flush=True,
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), "start"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    urls = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("http")]
+    if proc.returncode != 0 or not urls:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return None, "the local node did not start: " + " | ".join(tail)
+    return urls[-1], f"started a local node ({script} stop stops it)"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    options = _connection_options(args)
+    note = "using the cluster given"
+    if "hosts" not in options and not args.offline:
+        url, note = _start_local_node()
+        if url:
+            options["hosts"] = [url]
+    folder = args.folder or tempfile.mkdtemp(prefix="ecs-metrics-demo-")
+    offline = "hosts" not in options
+    if offline:
+        # Nothing answers there: the documents land in the failure folder, ready to replay.
+        options["hosts"] = ["http://127.0.0.1:9"]
+        options["max_retries"] = 0
+    handler = ElasticECSHandler(
+        es_index_name=args.index,
+        flush_failure_folder=folder,
+        service_name="checkout-demo",
+        es_additional_fields={"service": {"environment": "demo"}},
+        install_template=not offline,
+        **options,
+    )
+    log = logging.getLogger("ecs_metrics_handler.metrics.demo")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+
+    @timed("db.query", logger=log, labels={"table": "orders"})
+    def query_orders() -> int:
+        time.sleep(random.uniform(0.002, 0.01))
+        return 3
+
+    @timed("payment.authorize", logger=log)
+    async def authorize(amount: float) -> bool:
+        await asyncio.sleep(0.005)
+        if amount > 100:
+            raise RuntimeError("card declined")
+        return True
+
+    for _ in range(5):
+        query_orders()
+    for amount in (20.0, 50.0, 250.0):
+        with contextlib.suppress(RuntimeError):
+            asyncio.run(authorize(amount))
+    log.info(
+        "queue depth",
+        extra=metric("queue.depth", 17, unit="jobs", type="gauge", labels={"queue": "emails"}),
+    )
+    log.info("orders placed", extra=metric("orders.placed", 2, type="counter"))
+    with timed("report.render", logger=log):
+        time.sleep(0.003)
+
+    delivered = handler.flush(timeout=20)
+    stats = handler.stats()
+    handler.close()
+    log.removeHandler(handler)
+    print(f"demo: {stats['emitted']} metrics emitted; {note}")
+    if not offline and delivered and stats["spooled"] == 0:
+        print(
+            f"demo: {stats['shipped']} documents indexed into {handler.options.hosts[0]} "
+            f"index pattern {args.index}-*"
+        )
+        print(
+            f"demo: look: curl -s '{handler.options.hosts[0]}/{args.index}-*/_search?size=3&pretty'"
+        )
+    else:
+        print(f"demo: {stats['spooled']} documents written to the failure folder {folder}")
+        print(f"demo: replay them with: python -m ecs_metrics_handler replay {folder} --hosts URL")
+    print("demo: counters: " + json.dumps(stats, sort_keys=True))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    options = _connection_options(args)
+    result = replay(args.folder, **options)
+    print(
+        f"replay: {result.segments} segment(s), {result.indexed} indexed, "
+        f"{result.duplicates} already there, "
+        f"{result.dead_lettered} dead-lettered, {result.left} left for later"
+    )
+    for error in result.errors[:5]:
+        print(f"replay: error: {error}", file=sys.stderr)
+    return 0 if result.complete else 1
+
+
+def _template_handler(args: argparse.Namespace, **options: Any) -> ElasticECSHandler:
+    if args.data_stream:
+        options["data_stream"] = args.data_stream
+    return ElasticECSHandler(es_index_name=args.index, **options)
+
+
+def _install_template(args: argparse.Namespace) -> int:
+    handler = _template_handler(args, **_connection_options(args))
+    try:
+        handler.install_template()
+    finally:
+        handler.close()
+    names = handler.templates()
+    print(
+        f"installed component template {names['component_name']} "
+        f"and index template {names['index_name']}"
+    )
+    return 0
+
+
+def _print_template(args: argparse.Namespace) -> int:
+    handler = _template_handler(args)
+    handler.close()
+    print(json.dumps(handler.templates(), indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m ecs_metrics_handler`` and the ``ecs-metrics-handler`` script."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ecs_metrics_handler", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="ship a few realistic metrics and say where they went")
+    _connection_args(demo)
+    demo.add_argument(
+        "--index", default="ecs-metrics-demo", help="index prefix (default: ecs-metrics-demo)"
+    )
+    demo.add_argument("--folder", help="failure folder (default: a new temporary folder)")
+    demo.add_argument(
+        "--offline",
+        action="store_true",
+        help="don't start a local node; write to the failure folder",
+    )
+    demo.set_defaults(func=_demo)
+
+    rep = sub.add_parser("replay", help="send a failure folder's spooled documents to the cluster")
+    rep.add_argument("folder")
+    _connection_args(rep)
+    rep.set_defaults(func=_replay)
+
+    for name, func, helptext in (
+        ("install-template", _install_template, "install the index templates"),
+        ("template", _print_template, "print the index templates as JSON"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name == "install-template":
+            _connection_args(p)
+        p.add_argument(
+            "--index", default="python_metrics", help="index prefix (default: python_metrics)"
+        )
+        p.add_argument("--data-stream", help="a data stream name instead of an index prefix")
+        p.set_defaults(func=func)
+
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except EcsMetricsHandlerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return code

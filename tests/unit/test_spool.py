@@ -1,0 +1,135 @@
+"""The failure folder: atomic segments, claims, size cap, dead letters."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ecs_metrics_handler._spool import DeadLetter, Spool, SpoolFormatError, read_items
+
+
+def _pair(i: int, index: str = "m-2026.11.28") -> bytes:
+    return (
+        orjson.dumps({"create": {"_index": index, "_id": f"id{i}"}})
+        + b"\n"
+        + orjson.dumps({"n": i})
+        + b"\n"
+    )
+
+
+def test_segment_is_bulk_ndjson_that_reads_back_item_by_item(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    items = [_pair(i) for i in range(3)]
+    assert spool.write_segment(items)
+    (segment,) = spool.segments()
+    assert ":" not in segment.name
+    assert segment.name.startswith("segment-") and segment.name.endswith(".ndjson")
+    assert read_items(segment) == items
+    lines = segment.read_bytes().splitlines()
+    assert orjson.loads(lines[0]) == {"create": {"_index": "m-2026.11.28", "_id": "id0"}}
+
+
+def test_folder_and_files_are_private(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.write_segment([_pair(1)])
+    assert stat.S_IMODE(os.stat(tmp_path / "spool").st_mode) == 0o700
+    (segment,) = spool.segments()
+    assert stat.S_IMODE(os.stat(segment).st_mode) == 0o600
+
+
+def test_no_temporary_file_is_left_behind(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write_segment([_pair(1)])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_segments_are_listed_oldest_first(tmp_path: Path) -> None:
+    ticks = iter([1000.0, 2000.0, 1500.0])
+    spool = Spool(tmp_path, clock=lambda: next(ticks))
+    for i in range(3):
+        spool.write_segment([_pair(i)])
+    firsts = [read_items(p)[0] for p in spool.segments()]
+    assert firsts == [_pair(0), _pair(2), _pair(1)]
+
+
+def test_write_over_the_size_cap_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    item = _pair(1)
+    spool = Spool(tmp_path, max_bytes=len(item) * 2)
+    assert spool.write_segment([item])
+    assert spool.write_segment([item])
+    assert not spool.write_segment([item])
+    assert len(spool.segments()) == 2
+    assert spool.size() == len(item) * 2
+
+
+def test_claim_done_deletes_and_frees_space(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write_segment([_pair(1), _pair(2)])
+    claim = spool.claim_oldest()
+    assert claim is not None and claim.items == [_pair(1), _pair(2)]
+    assert spool.segments() == []  # claimed segments are not offered twice
+    claim.done()
+    assert list(tmp_path.iterdir()) == []
+    assert spool.size() == 0
+
+
+def test_claim_release_puts_back_only_what_is_left_under_the_same_name(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write_segment([_pair(1), _pair(2), _pair(3)])
+    (name,) = [p.name for p in spool.segments()]
+    claim = spool.claim_oldest()
+    assert claim is not None
+    claim.release([_pair(3)])
+    (segment,) = spool.segments()
+    assert segment.name == name
+    assert read_items(segment) == [_pair(3)]
+
+
+def test_claims_of_dead_processes_are_given_back(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write_segment([_pair(1)])
+    (segment,) = spool.segments()
+    os.rename(segment, segment.with_name(segment.name + ".claimed-999999999"))
+    assert spool.segments() == []
+    assert spool.recover_stale_claims() == 1
+    assert [p.name for p in spool.segments()] == [segment.name]
+
+
+def test_a_file_that_is_not_bulk_ndjson_is_set_aside(tmp_path: Path) -> None:
+    (tmp_path / "segment-20260101T000000.000000Z-1-000001.ndjson").write_bytes(b'{"a":1}\n')
+    spool = Spool(tmp_path)
+    assert spool.claim_oldest() is None
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "segment-20260101T000000.000000Z-1-000001.ndjson.invalid"
+    ]
+
+
+def test_read_items_rejects_odd_line_counts(tmp_path: Path) -> None:
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(_pair(1) + b'{"create":{}}\n')
+    with pytest.raises(SpoolFormatError):
+        read_items(path)
+
+
+def test_dead_letters_carry_reason_status_and_document(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    error = {"type": "document_parsing_exception", "reason": "bad value"}
+    spool.write_dead_letters(
+        [
+            DeadLetter("refused by the cluster", status=400, error=error, item=_pair(7)),
+            DeadLetter(
+                "invalid metric: no name", record={"logger": "app", "payload": {"value": 1}}
+            ),
+        ]
+    )
+    (path,) = tmp_path.glob("dead-letter-*.ndjson")
+    first, second = (orjson.loads(line) for line in path.read_bytes().splitlines())
+    assert first["status"] == 400 and first["error"] == error
+    assert (first["index"], first["id"], first["document"]) == ("m-2026.11.28", "id7", {"n": 7})
+    assert second["reason"] == "invalid metric: no name"
+    assert second["record"]["payload"] == {"value": 1}
+    assert spool.segments() == []  # dead letters are never offered for replay
