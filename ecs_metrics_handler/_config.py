@@ -19,11 +19,10 @@ import math
 import os
 import re
 import sys
-import types
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 from .exceptions import ConfigurationError
 
@@ -36,6 +35,7 @@ __all__ = [
     "OPTION_NAMES",
     "AuthType",
     "Backend",
+    "FrozenDict",
     "HandlerOptions",
     "IndexNameFrequency",
     "IndexTimezone",
@@ -521,10 +521,41 @@ def _copy_value(value: object) -> object:
     return value
 
 
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses changes: the read-only nested mappings held by the options.
+
+    Still a ``dict`` (orjson, ``json`` and ``copy`` handle it), picklable, and its copies are
+    itself since it cannot change.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+    __ior__ = _refuse
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+_EMPTY: Final = FrozenDict()
+
+
 def _freeze(value: object) -> Any:
-    """Read-only view of a tree of plain dicts/lists (mappingproxy / tuple)."""
+    """Read-only copy of a tree of plain dicts/lists (FrozenDict / tuple)."""
     if isinstance(value, dict):
-        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
@@ -540,7 +571,7 @@ def thaw(value: object) -> Any:
 
 
 def _empty_mapping() -> Mapping[str, Any]:
-    return types.MappingProxyType({})
+    return _EMPTY
 
 
 def _default_service_name() -> str:
@@ -614,7 +645,7 @@ class HandlerOptions:
     retry_backoff_initial: float = 0.5
     retry_backoff_max: float = 30.0
     #: Records held in memory before the handler drops (and counts) new ones (>= buffer_size).
-    max_queue_records: int = 50_000
+    max_queue_records: int = 100_000
     #: Serialised bytes held in memory waiting to ship before batches spill to disk (32 MiB).
     max_pending_bytes: int = 32 << 20
     #: Seconds ``flush()`` and ``close()`` may block (> 0).

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._config import HandlerOptions, iter_leaves, thaw
-from ._index import epoch_millis
 from ._metric import exception_type_name, normalize_metric_fields
 
 __all__ = [
@@ -67,6 +66,7 @@ _PER_DOCUMENT_KEYS: Final = frozenset(
 _TIMESTAMP_CACHE_SIZE: Final = 4096
 _EPOCH_DAY: Final = datetime.date(1970, 1, 1)
 _second_prefixes: dict[int, str] = {}
+_MILLIS: Final = tuple(f".{millis:03d}Z" for millis in range(1000))
 
 
 def package_version() -> str:
@@ -84,7 +84,7 @@ def format_timestamp(ts: float) -> str:
     :func:`~ecs_metrics_handler._index.epoch_millis`). The part up to the second is cached, so a
     call within an already seen second costs a dict lookup. Thread-safe.
     """
-    seconds, millis = divmod(epoch_millis(ts), 1000)
+    seconds, millis = divmod(round(ts * 1_000_000) // 1000, 1000)  # epoch_millis, inlined
     prefix = _second_prefixes.get(seconds)
     if prefix is None:
         if len(_second_prefixes) >= _TIMESTAMP_CACHE_SIZE:
@@ -96,7 +96,7 @@ def format_timestamp(ts: float) -> str:
             f"T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
         )
         _second_prefixes[seconds] = prefix
-    return f"{prefix}.{millis:03d}Z"
+    return prefix + _MILLIS[millis]
 
 
 def _copy_tree(value: Any) -> Any:
@@ -145,7 +145,7 @@ def _safe_str(value: object) -> str:
     try:
         return str(value)
     except Exception:
-        return f"<unprintable {type(value).__qualname__}>"
+        return f"<unprintable {type(value).__name__}>"
 
 
 class DocumentBuilder:

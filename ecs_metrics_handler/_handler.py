@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import multiprocessing.util
 import os
 import threading
 import weakref
@@ -118,6 +119,13 @@ def _reset_handlers_in_child() -> None:
         handler._reset_after_fork()
 
 
+def _close_at_multiprocessing_child_exit(handler: ElasticECSHandler) -> None:
+    # A multiprocessing child leaves through os._exit(), skipping atexit and so
+    # logging.shutdown(); its own exit hook runs these finalizers instead.
+    if not handler._closed:
+        multiprocessing.util.Finalize(handler, handler.close, exitpriority=100)
+
+
 def _track(handler: ElasticECSHandler) -> None:
     global _fork_hook_registered
     with _fork_hook_lock:
@@ -125,6 +133,7 @@ def _track(handler: ElasticECSHandler) -> None:
         if not _fork_hook_registered and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_reset_handlers_in_child)
             _fork_hook_registered = True
+    multiprocessing.util.register_after_fork(handler, _close_at_multiprocessing_child_exit)
 
 
 class ElasticECSHandler(BufferingHandler):
@@ -216,6 +225,7 @@ class ElasticECSHandler(BufferingHandler):
             buffer_size=o.buffer_size,
             flush_interval=o.flush_frequency_in_sec,
             max_pending_bytes=o.max_pending_bytes,
+            max_queue_records=o.max_queue_records,
             max_retries=o.max_retries,
             backoff_initial=o.retry_backoff_initial,
             backoff_max=o.retry_backoff_max,

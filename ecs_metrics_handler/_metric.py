@@ -23,7 +23,8 @@ Keys (all optional but ``name``):
     labels are flat); str, int, float and bool values are kept; ``None`` values are dropped;
     everything else (and non-finite floats, ints beyond 64 bits) becomes ``str(value)``.
 ``duration_ns``
-    timers: int nanoseconds; negative values are clamped to 0.
+    timers: int nanoseconds; negative values are clamped to 0 (and huge ones to 2**63 - 1,
+    the largest ``long``); fractions are truncated.
 ``start``, ``end``
     timers: float epoch seconds of the wall clock.
 ``outcome``
@@ -37,6 +38,7 @@ Unknown keys are ignored. Everything here is pure and thread-safe.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import enum
 import math
 import numbers
@@ -142,7 +144,7 @@ def _safe_str(value: object) -> str:
         try:
             return repr(value)
         except Exception:
-            return f"<unprintable {type(value).__qualname__}>"
+            return f"<unprintable {type(value).__name__}>"
 
 
 def normalize_labels(labels: Mapping[Any, Any]) -> dict[str, str | int | float | bool]:
@@ -171,7 +173,7 @@ def _number(field: str, value: object, payload: object) -> float | int:
     number: float | int
     if kind is int or kind is float:
         number = value  # type: ignore[assignment]
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+    elif isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
         raise InvalidMetricError(
             f"metric {field} must be a number (int or float), got {type(value).__name__} {value!r}",
             payload,
@@ -179,7 +181,10 @@ def _number(field: str, value: object, payload: object) -> float | int:
     elif isinstance(value, numbers.Integral):
         number = int(value)
     else:
-        number = float(value)
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # Decimal('sNaN'), a Fraction beyond float range
+            number = math.nan
     if type(number) is int:
         if _INT64_MIN <= number <= _INT64_MAX:
             return number
@@ -249,11 +254,11 @@ def normalize_metric_fields(payload: object) -> _Fields:
     if unit is not None and type(unit) is not str:
         unit = _optional_str("unit", unit, payload)
 
-    duration_ns: int | None = None
-    raw_duration = get("duration_ns")
-    if raw_duration is not None:
-        duration = _number("duration_ns", raw_duration, payload)
-        duration_ns = max(0, int(duration))
+    duration_ns = get("duration_ns")
+    if duration_ns is not None and (
+        type(duration_ns) is not int or not 0 <= duration_ns <= _INT64_MAX
+    ):
+        duration_ns = min(_INT64_MAX, max(0, int(_number("duration_ns", duration_ns, payload))))
 
     raw_type = get("type")
     metric_type: MetricType | None
@@ -292,9 +297,9 @@ def normalize_metric_fields(payload: object) -> _Fields:
     end = get("end")
     outcome = get("outcome")
     error_type = get("error_type")
-    if start is not None:
+    if start is not None and (type(start) is not float or not math.isfinite(start)):
         start = float(_number("start", start, payload))
-    if end is not None:
+    if end is not None and (type(end) is not float or not math.isfinite(end)):
         end = float(_number("end", end, payload))
     if outcome is not None and (type(outcome) is not str or outcome not in OUTCOMES):
         if type(outcome) is str:

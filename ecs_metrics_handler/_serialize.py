@@ -52,7 +52,7 @@ def _safe_str(value: object) -> str:
         try:
             text = repr(value)
         except Exception:
-            text = f"<unprintable {type(value).__qualname__}>"
+            text = f"<unprintable {type(value).__name__}>"
     return _clean_str(text)
 
 
@@ -127,7 +127,14 @@ def _sanitise(value: Any, depth: int, active: set[int]) -> Any:
 
 
 def _key(key: object) -> str:
-    return _clean_str(key) if isinstance(key, str) else _safe_str(key)
+    """A key as the fast path writes it (``None`` -> ``"null"``...), else ``str(key)``."""
+    if isinstance(key, str):
+        return _clean_str(key)
+    try:
+        written: dict[str, None] = orjson.loads(orjson.dumps({key: None}, option=_OPTIONS))
+    except (TypeError, orjson.JSONEncodeError):
+        return _safe_str(key)
+    return next(iter(written))
 
 
 def dumps(doc: Mapping[str, Any]) -> bytes:

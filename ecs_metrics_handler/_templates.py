@@ -45,7 +45,7 @@ def template_name(prefix: str) -> str:
     return f"{prefix}-ecs-metrics"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(file_name: str) -> dict[str, Any]:
     resource = importlib.resources.files(_PACKAGE) / "templates" / file_name
     body: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._document import DocumentBuilder
@@ -61,8 +61,13 @@ class Batch:
     min_seq: int
     nbytes: int
     settled: bool = False
-    abandoned: bool = False
-    current: list[bytes] = field(default_factory=list)
+    #: taken for its final disposition (spool or drop) by whoever set it, under the worker's lock
+    claimed: bool = False
+    #: the items not yet acknowledged once the sender started on it (None: all of ``items``)
+    current: list[bytes] | None = None
+
+    def unacknowledged(self) -> list[bytes]:
+        return self.items if self.current is None else self.current
 
 
 class Worker:
@@ -82,6 +87,7 @@ class Worker:
         buffer_size: int,
         flush_interval: float,
         max_pending_bytes: int,
+        max_queue_records: int,
         max_retries: int,
         backoff_initial: float,
         backoff_max: float,
@@ -99,6 +105,7 @@ class Worker:
         self._bulk_docs = max(buffer_size, _MIN_BULK_DOCS)
         self._interval = flush_interval
         self._max_pending_bytes = max_pending_bytes
+        self._queue_high_water = max(1, int(max_queue_records * 0.8))
         self._max_retries = max_retries
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -202,7 +209,7 @@ class Worker:
     def pending(self) -> int:
         """Records accepted but not settled yet (approximate while threads run)."""
         with self._cond:
-            in_batches = sum(len(b.current or b.items) for b in self._unsettled)
+            in_batches = sum(len(b.unacknowledged()) for b in self._unsettled)
         return len(self._queue) + in_batches
 
     # -- flush bookkeeping (call with self._cond held) --------------------------------------
@@ -237,9 +244,24 @@ class Worker:
             if self._stopping.is_set() and not self._queue:
                 return
 
+    def _must_spill(self) -> bool:
+        """Whether a backlog over ``max_pending_bytes`` goes to disk now (call with the lock held).
+
+        While the cluster is merely slow the batcher waits instead (back-pressure), leaving
+        records in the queue; it spills when the cluster is down, when the handler is
+        closing, or when the queue nears ``max_queue_records`` (emit would start dropping).
+        """
+        return self._down or self._halt.is_set() or len(self._queue) >= self._queue_high_water
+
+    def _wait_for_room(self) -> None:
+        with self._cond:
+            while self._outbox_bytes > self._max_pending_bytes and not self._must_spill():
+                self._cond.wait(0.05)
+
     def _drain(self) -> None:
         queue = self._queue
         while queue:
+            self._wait_for_room()
             entries: list[Entry] = []
             with self._cond:
                 try:
@@ -258,14 +280,20 @@ class Worker:
                 self._building = None
                 if batch is not None and self._halt.is_set():
                     self._unsettled.add(batch)
+                    batch.claimed = True
                     overflow.append(batch)  # closing: straight to the spool
                 elif batch is not None:
                     self._unsettled.add(batch)
                     self._outbox.append(batch)
                     self._outbox_bytes += batch.nbytes
-                    while self._outbox_bytes > self._max_pending_bytes and len(self._outbox) > 1:
+                    while (
+                        self._outbox_bytes > self._max_pending_bytes
+                        and len(self._outbox) > 1
+                        and self._must_spill()
+                    ):
                         old = self._outbox.popleft()
                         self._outbox_bytes -= old.nbytes
+                        old.claimed = True
                         overflow.append(old)
                 self._cond.notify_all()
             for old in overflow:
@@ -332,6 +360,7 @@ class Worker:
                     batch = self._outbox.popleft()
                     self._outbox_bytes -= batch.nbytes
                     self._in_flight = batch
+                    self._cond.notify_all()  # room for a batcher waiting on back-pressure
                 elif self._stopping.is_set():
                     return
             try:
@@ -342,7 +371,7 @@ class Worker:
             except Exception:  # pragma: no cover - a bug; keep the data and the thread
                 self._reporter.error("sender", "ecs_metrics_handler: sender failed", exc_info=True)
                 if batch is not None:
-                    self._give_up(batch, batch.current or batch.items, "internal error")
+                    self._give_up(batch, batch.unacknowledged(), "internal error")
             finally:
                 with self._cond:
                     self._in_flight = None
@@ -390,9 +419,13 @@ class Worker:
                 retry = remaining
             else:
                 self._mark_up()
-                if not self._hand_over(batch, remaining):
-                    return  # the closing thread has already spooled all of it
-                retry = self._account(result, remaining, replay=False)
+                retry = [remaining[pos] for pos in result.retry]
+                # Atomically with close(): either it has taken the whole batch to the spool
+                # (then this answer is not counted: the spool holds every item), or from now
+                # on it can only take what is still unacknowledged.
+                if not self._hand_over(batch, retry):
+                    return
+                self._account(result, remaining, replay=False)
             if not retry:
                 self._settle(batch)
                 return
@@ -427,16 +460,19 @@ class Worker:
             if self._halt.wait(self._backoff(attempt)):
                 continue  # closing: the loop's first check spools what is left
 
-    def _hand_over(self, batch: Batch, remaining: list[bytes]) -> bool:
-        """Record what the sender is about to (re)send; False when close() took the batch."""
+    def _hand_over(self, batch: Batch, unacknowledged: list[bytes]) -> bool:
+        """Record what is still unacknowledged; False when close() has claimed the batch."""
         with self._cond:
-            if batch.abandoned:
+            if batch.claimed:
                 return False
-            batch.current = remaining
+            batch.current = unacknowledged
             return True
 
     def _account(self, result: BulkResult, sent: list[bytes], *, replay: bool) -> list[bytes]:
-        """Count a bulk result; dead-letter the refused items; return those to retry."""
+        """Count a bulk result; dead-letter the refused items; return those to retry.
+
+        Blocking disk I/O when there are dead letters.
+        """
         self._stats.add("replayed" if replay else "shipped", result.done)
         if result.duplicates:
             self._stats.add("duplicates", result.duplicates)
@@ -562,16 +598,17 @@ class Worker:
             )
 
     def _give_up(self, batch: Batch, items: list[bytes], reason: str) -> None:
+        """Spool (or drop) ``items`` of ``batch`` unless close() has claimed it first."""
         with self._cond:
-            if batch.abandoned or batch.settled:
+            if batch.claimed or batch.settled:
                 return
+            batch.claimed = True
         self._spill(items, reason)
         self._settle(batch)
 
     def _settle(self, batch: Batch) -> None:
         with self._cond:
             batch.settled = True
-            batch.current = []
             self._unsettled.discard(batch)
             self._cond.notify_all()
 
@@ -591,20 +628,18 @@ class Worker:
     def _spill_everything(self, reason: str) -> None:
         """On stop: everything still in memory goes to the spool (or is counted dropped)."""
         with self._cond:
-            batches = list(self._outbox)
+            candidates = list(self._outbox)
             self._outbox.clear()
             self._outbox_bytes = 0
-            in_flight = self._in_flight
-            if in_flight is not None and not in_flight.settled:
-                in_flight.abandoned = True
-                batches.append(in_flight)
-            # Batches a retry loop holds are not in the outbox: take them too.
-            for b in self._unsettled:
-                if b not in batches:
-                    b.abandoned = True
-                    batches.append(b)
-        for b in batches:
-            self._spill(b.current or b.items, reason)
+            # The in-flight batch and those a retry loop holds are among the unsettled ones.
+            candidates.extend(b for b in self._unsettled if b not in candidates)
+            taken: list[tuple[Batch, list[bytes]]] = []
+            for b in candidates:
+                if not b.claimed and not b.settled:
+                    b.claimed = True
+                    taken.append((b, b.unacknowledged()))
+        for b, items in taken:
+            self._spill(items, reason)
             self._settle(b)
         entries: list[Entry] = []
         try:
