@@ -575,9 +575,14 @@ def _empty_mapping() -> Mapping[str, Any]:
 
 
 def _default_service_name() -> str:
+    """The main script's stem; the package's name under ``python -m package``; else "python"."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
-    stem = Path(argv0).stem if argv0 not in ("-c", "-m", "-") else ""
-    return stem or "python"
+    if argv0 in ("-c", "-m", "-"):
+        return "python"
+    path = Path(argv0)
+    if path.stem == "__main__":
+        return path.parent.name or "python"
+    return path.stem or "python"
 
 
 # ---------------------------------------------------------------------------------- options

@@ -48,7 +48,6 @@ __all__ = ["Batch", "Entry", "Worker"]
 #: What an application thread captures: (sequence number, record, copied payload, message).
 Entry = tuple[int, logging.LogRecord, Any, Any]
 
-_MAX_BULK_BYTES = 8 << 20
 _MIN_BULK_DOCS = 500
 _JOIN_GRACE = 1.0
 

@@ -39,6 +39,8 @@ from .exceptions import EcsMetricsHandlerError
 
 __all__ = ["main"]
 
+_DEMO_NODE = "ecs-metrics-demo"
+
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -104,7 +106,7 @@ def _start_local_node() -> tuple[str | None, str]:
         flush=True,
     )
     proc = subprocess.run(
-        [sys.executable, str(script), "start"],
+        [sys.executable, str(script), "start", "--name", _DEMO_NODE],
         capture_output=True,
         text=True,
         timeout=900,
@@ -114,16 +116,18 @@ def _start_local_node() -> tuple[str | None, str]:
     if proc.returncode != 0 or not urls:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         return None, "the local node did not start: " + " | ".join(tail)
-    return urls[-1], f"started a local node ({script} stop stops it)"
+    return urls[-1], f"a local node runs ({sys.executable} {script} stop {_DEMO_NODE} stops it)"
 
 
 def _demo(args: argparse.Namespace) -> int:
     options = _connection_options(args)
     note = "using the cluster given"
-    if "hosts" not in options and not args.offline:
-        url, note = _start_local_node()
-        if url:
-            options["hosts"] = [url]
+    if "hosts" not in options:
+        note = "--offline: no cluster"
+        if not args.offline:
+            url, note = _start_local_node()
+            if url:
+                options["hosts"] = [url]
     folder = args.folder or tempfile.mkdtemp(prefix="ecs-metrics-demo-")
     offline = "hosts" not in options
     if offline:
@@ -224,7 +228,9 @@ def _install_template(args: argparse.Namespace) -> int:
 def _print_template(args: argparse.Namespace) -> int:
     handler = _template_handler(args)
     handler.close()
-    print(json.dumps(handler.templates(), indent=2, sort_keys=True))
+    templates = handler.templates()
+    body = templates if args.part == "all" else templates[args.part]
+    print(json.dumps(body, indent=2, sort_keys=True))
     return 0
 
 
@@ -264,6 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--index", default="python_metrics", help="index prefix (default: python_metrics)"
         )
         p.add_argument("--data-stream", help="a data stream name instead of an index prefix")
+        if name == "template":
+            p.add_argument(
+                "--part",
+                choices=("all", "component", "index"),
+                default="all",
+                help="print one body, ready for curl (default: all, with their names)",
+            )
         p.set_defaults(func=func)
 
     args = parser.parse_args(argv)
