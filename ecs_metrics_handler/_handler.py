@@ -10,6 +10,7 @@ worker's threads (see ``_worker.py``), outside any lock the application needs.
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import multiprocessing.util
 import os
@@ -198,7 +199,7 @@ class ElasticECSHandler(BufferingHandler):
     def _setup_pipeline(self) -> None:
         o = self.options
         self.buffer = deque()
-        self._last_seq = 0
+        self._seq = itertools.count(1)
         self._stats = DeliveryStats()
         self._spool = (
             Spool(o.flush_failure_folder, o.flush_failure_folder_max_bytes)
@@ -272,6 +273,26 @@ class ElasticECSHandler(BufferingHandler):
 
     # -- the stdlib contract ----------------------------------------------------------------
 
+    def _last_seq(self) -> int:
+        """The sequence number given to the latest accepted record (0 before the first)."""
+        # itertools.count keeps its next value in its repr, "count(N)"; reading it there keeps
+        # emit() free of any lock.
+        return int(repr(self._seq)[6:-1]) - 1
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter ``record`` and emit it, without taking the handler's lock.
+
+        :meth:`emit` only performs atomic operations (``deque.append``, ``next()`` on a
+        counter), so the lock that ``logging.Handler.handle`` holds around ``emit`` would only
+        add cost to every logging call. Filters and levels apply exactly as in the stdlib.
+        """
+        rv: object = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a new record
+            record = rv
+        if rv:
+            self.emit(record)
+        return bool(rv)
+
     def emit(self, record: logging.LogRecord) -> None:
         """Capture ``record`` for shipping. Never blocks on I/O; never raises into the caller."""
         try:
@@ -292,7 +313,7 @@ class ElasticECSHandler(BufferingHandler):
             worker = self._worker
             if threading.get_ident() in worker.thread_ids:
                 return  # something logged from our own worker: never ship it
-            seq = self._last_seq = self._last_seq + 1
+            seq = next(self._seq)  # atomic: emit needs no lock
             if self._closed:
                 self._stats.drop("handler closed")
                 return
@@ -330,7 +351,7 @@ class ElasticECSHandler(BufferingHandler):
             # need that lock to log, so don't wait on it here; close() spools what is left.
             self._worker.wake()
             return False
-        ok = self._worker.flush(self._last_seq, timeout)
+        ok = self._worker.flush(self._last_seq(), timeout)
         self._flush_timed_out = not ok
         return ok
 
@@ -347,7 +368,7 @@ class ElasticECSHandler(BufferingHandler):
                     _module_lock_held() and self._spool is not None
                 )
                 self._worker.stop(
-                    self.options.flush_timeout, self._last_seq, wait_for_delivery=wait
+                    self.options.flush_timeout, self._last_seq(), wait_for_delivery=wait
                 )
         finally:
             logging.Handler.close(self)
@@ -357,7 +378,7 @@ class ElasticECSHandler(BufferingHandler):
     def stats(self) -> dict[str, Any]:
         """Delivery counters (see ``_stats.DeliveryStats`` for their meaning) and ``pending``."""
         snapshot = self._stats.snapshot(self._worker.pending())
-        snapshot["emitted"] = self._last_seq
+        snapshot["emitted"] = self._last_seq()
         return snapshot
 
     def install_template(self) -> None:

@@ -166,8 +166,8 @@ def check_optional_dependencies(options: HandlerOptions) -> None:
             ) from e
 
 
-class ElasticsearchShipper:
-    """Ships through elasticsearch-py 8.x or 9.x; a ready client may be injected."""
+class _LazyClient:
+    """A client built on first use (in the worker thread), or an injected one left open."""
 
     def __init__(self, options: HandlerOptions, client: Any = None) -> None:
         self._options = options
@@ -175,12 +175,26 @@ class ElasticsearchShipper:
         self._client: Any = client
         self._lock = threading.Lock()
 
+    def _build(self) -> Any:
+        raise NotImplementedError
+
     def _get(self) -> Any:
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     self._client = self._build()
         return self._client
+
+    def close(self) -> None:
+        """Close the client this object built; an injected client is the caller's to close."""
+        client, self._client = self._client, None
+        if client is not None and not self._injected:
+            with contextlib.suppress(Exception):  # closing is best effort
+                client.close()
+
+
+class ElasticsearchShipper(_LazyClient):
+    """Ships through elasticsearch-py 8.x or 9.x; a ready client may be injected."""
 
     def _build(self) -> Any:
         from elasticsearch import Elasticsearch
@@ -269,28 +283,9 @@ class ElasticsearchShipper:
             return False
         return True
 
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and not self._injected:
-            with contextlib.suppress(Exception):  # closing is best effort
-                client.close()
 
-
-class OpenSearchShipper:
+class OpenSearchShipper(_LazyClient):
     """Ships through opensearch-py (elasticsearch-py refuses OpenSearch's answers)."""
-
-    def __init__(self, options: HandlerOptions, client: Any = None) -> None:
-        self._options = options
-        self._injected = client is not None
-        self._client: Any = client
-        self._lock = threading.Lock()
-
-    def _get(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._build()
-        return self._client
 
     def _build(self) -> Any:
         from opensearchpy import OpenSearch, RequestsHttpConnection
@@ -364,12 +359,6 @@ class OpenSearchShipper:
         except Exception:
             return False
         return True
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and not self._injected:
-            with contextlib.suppress(Exception):  # closing is best effort
-                client.close()
 
 
 def make_shipper(options: HandlerOptions, client: Any = None) -> Shipper:
