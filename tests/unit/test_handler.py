@@ -385,3 +385,40 @@ def test_records_logged_by_the_worker_thread_are_not_shipped(logger: logging.Log
     assert handler.flush(5)
     assert [d.get("message") for d in cluster.documents()] == ["m"]
     root_probe.removeHandler(handler)
+
+
+def test_dictconfig_rerun_under_a_hanging_cluster_spools_without_waiting(tmp_path: Path) -> None:
+    """dictConfig closes old handlers under logging's module lock: no wait on the worker there."""
+    name = f"test.rerun.{uuid.uuid4().hex[:8]}"
+    cluster = FakeCluster()
+    cluster.delay = 30.0
+    globals()["_RERUN_CLUSTER"] = cluster
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "es": {
+                "class": "ecs_metrics_handler.ElasticECSHandler",
+                "client": f"ext://{__name__}._RERUN_CLUSTER",
+                "flush_failure_folder": str(tmp_path),
+                "flush_frequency_in_sec": 0.05,
+                "flush_timeout": 5,
+            }
+        },
+        "loggers": {name: {"handlers": ["es"], "level": "INFO", "propagate": False}},
+    }
+    logging.config.dictConfig(config)
+    log = logging.getLogger(name)
+    (first,) = log.handlers
+    assert isinstance(first, ElasticECSHandler)
+    for i in range(10):
+        log.info("m", extra=metric("m", i))
+    time.sleep(0.3)  # the sender is now inside a request that takes 30 s
+    start = time.monotonic()
+    logging.config.dictConfig(config)
+    took = time.monotonic() - start
+    assert took < 2.0  # not flush_timeout (5 s), not the request (30 s)
+    assert first.stats()["spooled"] == 10
+    (second,) = log.handlers
+    log.removeHandler(second)
+    second.close()
