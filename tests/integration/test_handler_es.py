@@ -228,7 +228,7 @@ def test_additional_fields_and_environment_fields_per_document(
     logger: logging.Logger,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Env fields are read at each document; a missing variable falls back to es_additional_fields."""
+    """Env fields are read per document; a missing variable falls back to es_additional_fields."""
     var = f"ECSMH_IT_{uuid.uuid4().hex[:6].upper()}"
     missing = f"ECSMH_IT_MISSING_{uuid.uuid4().hex[:6].upper()}"
     handler = _handler(
@@ -322,7 +322,7 @@ def test_unreachable_node_fills_the_failure_folder_and_replay_indexes_it(
 def test_template_maps_every_field_the_handler_writes(
     es_server: Any, es_client: Any, unique_name: str, logger: logging.Logger
 ) -> None:
-    """After indexing a metric, a timer and a log event with an error, no field was mapped dynamically."""
+    """After a metric, a timer and a log event with an error, no field was mapped dynamically."""
     handler = _handler(es_server, unique_name, install_template=True, ship_log_records=True)
     logger.addHandler(handler)
     logger.info("m", extra=metric("gauge.one", 3.5, unit="ms", labels={"a": "b", "n": 3}))
