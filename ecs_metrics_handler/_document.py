@@ -46,6 +46,7 @@ from typing import Any, Final
 
 from ._config import HandlerOptions, iter_leaves, thaw
 from ._metric import exception_type_name, normalize_metric_fields
+from ._serialize import dumps
 
 __all__ = [
     "AGENT_NAME",
@@ -213,6 +214,12 @@ class DocumentBuilder:
         }
         _merge_into(static, self._additional_static)
         self._static = tuple((key, value, _copier(value)) for key, value in static.items())
+        # For build_source(): the same parts serialised once, as the tail of a JSON object.
+        # Only valid while nothing per document writes under these keys.
+        env_roots = {path[0] for path, _ in self._env_fields}
+        self._static_tail: bytes | None = None
+        if static and not env_roots & static.keys():
+            self._static_tail = b"," + dumps(static)[1:]
 
     @property
     def pid(self) -> int:
@@ -223,6 +230,20 @@ class DocumentBuilder:
         """Call in a forked child: takes the new ``pid`` and a new ``agent.ephemeral_id``."""
         self._pid = pid
         self._compute_static()
+
+    def build_source(
+        self, record: logging.LogRecord, message: str, payload: object | None
+    ) -> bytes:
+        """The document for ``record`` serialised to JSON: what ``dumps(self.build(...))`` gives.
+
+        Faster when :meth:`build` is not overridden: the parts that never change were
+        serialised once and are appended to the per-record part. A subclass that overrides
+        :meth:`build` gets ``dumps(self.build(...))``.
+        """
+        tail = self._static_tail
+        if tail is None or type(self).build is not DocumentBuilder.build:
+            return dumps(self.build(record, message, payload))
+        return dumps(self._build(record, message, payload, with_static=False))[:-1] + tail
 
     def build(
         self, record: logging.LogRecord, message: str, payload: object | None
@@ -235,6 +256,11 @@ class DocumentBuilder:
         record's ``exc_text`` when set). Raises
         :class:`~ecs_metrics_handler.exceptions.InvalidMetricError` for a bad payload.
         """
+        return self._build(record, message, payload, with_static=True)
+
+    def _build(
+        self, record: logging.LogRecord, message: str, payload: object | None, *, with_static: bool
+    ) -> dict[str, Any]:
         created = record.created
         doc: dict[str, Any] = {"@timestamp": format_timestamp(created), "message": message}
         error: dict[str, Any] | None = None
@@ -287,8 +313,9 @@ class DocumentBuilder:
             process["thread"] = {"id": record.thread, "name": record.threadName}
         doc["process"] = process
 
-        for key, value, copy in self._static:
-            doc[key] = copy(value)
+        if with_static:
+            for key, value, copy in self._static:
+                doc[key] = copy(value)
 
         if record.exc_info or record.exc_text:
             error = self._error_fields(record, error)

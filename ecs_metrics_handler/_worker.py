@@ -37,7 +37,7 @@ from typing import Any
 from ._document import DocumentBuilder
 from ._index import IndexNamer
 from ._report import Reporter
-from ._serialize import bulk_pair, dumps
+from ._serialize import bulk_pair
 from ._shipper import BulkResult, ShipError, Shipper
 from ._spool import Claim, DeadLetter, Spool
 from ._stats import DeliveryStats
@@ -305,7 +305,7 @@ class Worker:
                 self._settle(old)
 
     def _build(self, entries: list[Entry]) -> Batch | None:
-        build = self._builder.build
+        build = self._builder.build_source
         namer = self._namer
         prefix = self._id_prefix
         items: list[bytes] = []
@@ -313,8 +313,8 @@ class Worker:
         nbytes = 0
         for seq, record, payload, message in entries:
             try:
-                doc = build(record, message, payload)
-                item = bulk_pair(namer(record.created), f"{prefix}{seq:x}", dumps(doc))
+                source = build(record, message, payload)
+                item = bulk_pair(namer(record.created), f"{prefix}{seq:x}", source)
             except InvalidMetricError as e:
                 rejected.append(
                     DeadLetter(

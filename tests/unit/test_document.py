@@ -377,3 +377,73 @@ def test_format_timestamp_matches_datetime_over_many_seconds() -> None:
         ts = start + step + 0.25
         expected = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
         assert format_timestamp(ts) == expected.strftime("%Y-%m-%dT%H:%M:%S.250Z")
+
+
+@pytest.mark.parametrize(
+    ("options", "environ", "payload", "exc"),
+    [
+        ({}, {}, {"name": "m", "value": 1.5, "unit": "ms", "labels": {"a": "b"}}, False),
+        (
+            {},
+            {},
+            {"name": "t", "type": "timer", "duration_ns": 2_000_000, "outcome": "failure"},
+            False,
+        ),
+        ({}, {}, None, True),
+        (
+            {"es_additional_fields": {"team": {"name": "x"}, "labels": {"env": "prod"}}},
+            {},
+            {"name": "m", "value": 1},
+            False,
+        ),
+        # an environment field under a static key: the slower path keeps it right
+        (
+            {
+                "es_additional_fields": {"service": {"environment": "dev"}},
+                "es_additional_fields_in_env": {"service": {"environment": "ENVNAME"}},
+            },
+            {"ENVNAME": "prod"},
+            {"name": "m", "value": 2},
+            False,
+        ),
+        (
+            {"es_additional_fields_in_env": {"deploy": {"color": "COLOR"}}},
+            {"COLOR": "blue"},
+            {"name": "m", "value": 3},
+            False,
+        ),
+    ],
+)
+def test_build_source_serialises_exactly_what_build_returns(
+    options: dict[str, Any], environ: dict[str, str], payload: Any, exc: bool
+) -> None:
+    import orjson
+
+    builder = make_builder(environ, **options)
+    record = make_record()
+    if exc:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            record.exc_info = sys.exc_info()
+    assert orjson.loads(builder.build_source(record, "msg", payload)) == builder.build(
+        record, "msg", payload
+    )
+
+
+def test_build_source_follows_an_overridden_build() -> None:
+    import orjson
+
+    class Tenant(DocumentBuilder):
+        def build(
+            self, record: logging.LogRecord, message: str, payload: object | None
+        ) -> dict[str, Any]:
+            doc = super().build(record, message, payload)
+            doc["tenant"] = "a"
+            return doc
+
+    builder = Tenant(HandlerOptions.from_kwargs())
+    record = make_record()
+    assert (
+        orjson.loads(builder.build_source(record, "m", {"name": "m", "value": 1}))["tenant"] == "a"
+    )
