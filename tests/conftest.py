@@ -1,0 +1,165 @@
+"""Suite-wide pytest configuration: markers, ``unique_name``, and the test-server pool.
+
+The real Elasticsearch/OpenSearch nodes are started by ``scripts/nodes.py`` through the pool in
+``tests/_servers``; the fixtures that hand them to tests live in ``tests/integration/conftest.py``.
+Servers that the selected tests need are started in the background as soon as collection ends,
+so that they boot while the unit tests run (``ECSMH_PRESTART=0`` turns that off).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_TESTS = Path(__file__).resolve().parent
+
+
+def _load_servers_module() -> Any:
+    if "ecsmh_test_servers" in sys.modules:
+        return sys.modules["ecsmh_test_servers"]
+    spec = importlib.util.spec_from_file_location(
+        "ecsmh_test_servers", _TESTS / "_servers" / "__init__.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ecsmh_test_servers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+servers = _load_servers_module()
+
+POOL_KEY = pytest.StashKey[Any]()
+
+SHARED_SERVERS = servers.SHARED_SERVERS
+OPENSEARCH_FIXTURES = {"os_server", "os_client"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-servers",
+        action="store_true",
+        default=False,
+        help="fail (instead of skip) the tests whose Elasticsearch/OpenSearch server cannot be "
+        "started; implied by CI=true in the environment",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "opensearch: needs an OpenSearch node (deselected by ECSMH_SKIP_OPENSEARCH=1)"
+    )
+    pool = servers.ServerPool()
+    config.stash[POOL_KEY] = pool
+    _POOLS.append(pool)
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) in (signal.SIG_DFL, None):
+                signal.signal(signum, _stop_servers_then_die)
+
+
+_POOLS: list[Any] = []
+
+
+def _stop_servers_then_die(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP (a CI timeout, a closed terminal): stop the nodes, then die as asked."""
+    for pool in list(_POOLS):
+        pool.close()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    pool = config.stash.get(POOL_KEY, None)
+    if pool is not None:
+        pool.close()
+
+
+def servers_required(config: pytest.Config) -> bool:
+    return bool(servers.servers_required(config.getoption("--require-servers", default=False)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    integration_dir = _TESTS / "integration"
+    skip_os = os.environ.get("ECSMH_SKIP_OPENSEARCH", "").strip().lower() in servers.TRUTHY
+    kept, deselected = [], []
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if integration_dir in path.parents:
+            item.add_marker(pytest.mark.integration)
+        fixturenames = set(getattr(item, "fixturenames", ()))
+        if fixturenames & OPENSEARCH_FIXTURES:
+            item.add_marker(pytest.mark.opensearch)
+            if skip_os:
+                deselected.append(item)
+                continue
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+    _prestart(config, items)
+
+
+def _prestart(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the shared servers the selected tests need, in the order they are first needed."""
+    if os.environ.get("ECSMH_PRESTART", "1").strip().lower() not in servers.TRUTHY:
+        return
+    if config.getoption("collectonly", default=False):
+        return
+    pool = config.stash[POOL_KEY]
+    wanted: dict[str, Any] = {}
+    for item in items:
+        if item.get_closest_marker("skip"):
+            continue
+        for name in getattr(item, "fixturenames", ()):
+            if name in SHARED_SERVERS:
+                key, spec = SHARED_SERVERS[name]
+                wanted.setdefault(key, spec)
+    for key, spec in wanted.items():
+        pool.shared(key, spec)
+
+
+def pytest_terminal_summary(
+    terminalreporter: Any, exitstatus: int, config: pytest.Config
+) -> None:
+    pool = config.stash.get(POOL_KEY, None)
+    if pool is None or not (pool.starts or pool.problems):
+        return
+    terminalreporter.section("test servers")
+    for rec in pool.starts:
+        terminalreporter.write_line(
+            f"{rec.label}: healthy in {rec.seconds:.1f} s, RSS {rec.rss_mib:.0f} MiB "
+            f"[{rec.name} {rec.url}]"
+        )
+    required = servers_required(config)
+    for reason, detail in pool.problems.items():
+        what = "tests FAILED" if required else "tests skipped"
+        terminalreporter.write_line(f"test server unavailable ({what}): {reason}", red=required,
+                                    yellow=not required)
+        if detail and required:
+            terminalreporter.write_line(detail)
+
+
+@pytest.fixture(scope="session")
+def server_pool(pytestconfig: pytest.Config) -> Any:
+    """The session's ServerPool (tests/_servers); stopped at the end of the session."""
+    pool = pytestconfig.stash[POOL_KEY]
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A lowercase, index-safe name unique to this test, e.g. ``t-test-foo-1a2b3c4d``."""
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60].strip("-")
+    return f"t-{base or 'test'}-{uuid.uuid4().hex[:8]}"
