@@ -15,6 +15,7 @@ import logging
 import multiprocessing.util
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
@@ -110,6 +111,10 @@ def _module_lock_held() -> bool:
     return bool(is_owned is not None and is_owned())
 
 
+#: When the queue is full, a logging call waits at most this many steps of this many seconds.
+_ROOM_WAIT_STEPS = 10
+_ROOM_WAIT_STEP = 0.001
+
 _live_handlers: weakref.WeakSet[ElasticECSHandler] = weakref.WeakSet()
 _fork_hook_lock = threading.Lock()
 _fork_hook_registered = False
@@ -152,10 +157,11 @@ class ElasticECSHandler(BufferingHandler):
     ``urllib3``/``requests`` and of this package are never shipped (except the
     ``ecs_metrics_handler.metrics`` logger that :func:`ecs_metrics_handler.timed` uses).
 
-    Blocking: ``emit`` never waits on the network or the disk. :meth:`flush` and
-    :meth:`close` wait at most ``flush_timeout`` seconds (default 5; close adds one second of
-    grace to stop the threads). Thread-safe; fork-safe (a child process starts with an empty
-    buffer and its own worker and client).
+    Blocking: ``emit`` never waits on the network or the disk; when ``max_queue_records``
+    records already wait it pauses at most 10 ms for the worker before dropping (counted).
+    :meth:`flush` and :meth:`close` wait at most ``flush_timeout`` seconds (default 5; close
+    adds one second of grace to stop the threads). Thread-safe; fork-safe (a child process
+    starts with an empty buffer and its own worker and client).
 
     Raises :class:`~ecs_metrics_handler.ConfigurationError` at construction for a wrong
     option, and :class:`~ecs_metrics_handler.MissingDependencyError` when an option needs an
@@ -294,7 +300,7 @@ class ElasticECSHandler(BufferingHandler):
         return bool(rv)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Capture ``record`` for shipping. Never blocks on I/O; never raises into the caller."""
+        """Capture ``record`` for shipping. No I/O, no lock; never raises into the caller."""
         try:
             ship = self._decisions.get(record.name)
             if ship is None:
@@ -318,7 +324,7 @@ class ElasticECSHandler(BufferingHandler):
                 self._stats.drop("handler closed")
                 return
             queue = self.buffer
-            if len(queue) >= self._max_queue:
+            if len(queue) >= self._max_queue and not self._wait_for_room(queue):
                 self._stats.drop("in-memory queue full (max_queue_records)")
                 return
             queue.append((seq, record, payload, record.getMessage() if record.args else record.msg))
@@ -330,6 +336,22 @@ class ElasticECSHandler(BufferingHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _wait_for_room(self, queue: deque[Entry]) -> bool:
+        """Overload: give the worker the CPU for a few milliseconds at most, then give up.
+
+        Only reached when ``max_queue_records`` records wait, i.e. when the application logs
+        faster than the worker can build documents; a short, bounded pause then throttles the
+        application to the worker's pace instead of losing metrics.
+        """
+        worker = self._worker
+        if not worker.wake_pending:
+            worker.wake()
+        for _ in range(_ROOM_WAIT_STEPS):
+            time.sleep(_ROOM_WAIT_STEP)
+            if len(queue) < self._max_queue:
+                return True
+        return False
 
     def shouldFlush(self, record: logging.LogRecord) -> bool:
         """Whether ``buffer_size`` records wait (the worker is woken then; stdlib API)."""

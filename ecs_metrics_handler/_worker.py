@@ -49,6 +49,8 @@ __all__ = ["Batch", "Entry", "Worker"]
 Entry = tuple[int, logging.LogRecord, Any, Any]
 
 _MIN_BULK_DOCS = 500
+#: during an outage, batches waiting to ship are spooled together, up to this size a segment
+_OUTAGE_SEGMENT_BYTES = 16 << 20
 _JOIN_GRACE = 1.0
 
 
@@ -248,9 +250,13 @@ class Worker:
 
         While the cluster is merely slow the batcher waits instead (back-pressure), leaving
         records in the queue; it spills when the cluster is down, when the handler is
-        closing, or when the queue nears ``max_queue_records`` (emit would start dropping).
+        closing, or, with a failure folder, when the queue nears ``max_queue_records``.
         """
-        return self._down or self._halt.is_set() or len(self._queue) >= self._queue_high_water
+        if self._down or self._halt.is_set():
+            return True
+        # Without a failure folder a spill is a drop: keep waiting, the queue's own bound
+        # (and emit's short wait for room) decides instead.
+        return self._spool is not None and len(self._queue) >= self._queue_high_water
 
     def _wait_for_room(self) -> None:
         with self._cond:
@@ -404,7 +410,7 @@ class Worker:
                 self._give_up(batch, remaining, "handler closed before delivery")
                 return
             if self._down and time.monotonic() < self._next_probe:
-                self._give_up(batch, remaining, "cluster unavailable")
+                self._spool_outage(batch, remaining)
                 return
             if not self._hand_over(batch, remaining):
                 return
@@ -595,6 +601,30 @@ class Worker:
                 self._spool.folder,
                 self._spool.max_bytes,
             )
+
+    def _spool_outage(self, batch: Batch, items: list[bytes]) -> None:
+        """During an outage: this batch and those waiting behind it go to one segment.
+
+        One file (one fsync) for many batches keeps spooling ahead of the application.
+        """
+        with self._cond:
+            if batch.claimed or batch.settled:
+                return
+            batch.claimed = True
+            taken = [(batch, items)]
+            size = sum(len(i) for i in items)
+            while self._outbox and size < _OUTAGE_SEGMENT_BYTES:
+                more = self._outbox.popleft()
+                self._outbox_bytes -= more.nbytes
+                if more.claimed or more.settled:
+                    continue
+                more.claimed = True
+                taken.append((more, more.unacknowledged()))
+                size += more.nbytes
+            self._cond.notify_all()
+        self._spill([item for _, part in taken for item in part], "cluster unavailable")
+        for b, _ in taken:
+            self._settle(b)
 
     def _give_up(self, batch: Batch, items: list[bytes], reason: str) -> None:
         """Spool (or drop) ``items`` of ``batch`` unless close() has claimed it first."""

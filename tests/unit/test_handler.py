@@ -422,3 +422,35 @@ def test_dictconfig_rerun_under_a_hanging_cluster_spools_without_waiting(tmp_pat
     (second,) = log.handlers
     log.removeHandler(second)
     second.close()
+
+
+def test_a_full_queue_waits_a_bounded_time_then_drops_counting(logger: logging.Logger) -> None:
+    """With the worker unable to make room, a call pauses at most ~5 ms, then drops and counts."""
+    cluster = FakeCluster()
+    cluster.delay = 30.0
+    handler, _ = make(
+        cluster, buffer_size=10, max_queue_records=10, max_pending_bytes=1, flush_timeout=0.2
+    )
+    logger.addHandler(handler)
+    for i in range(40):  # fills the outbox (one batch in flight) and then the queue
+        logger.info("m", extra=metric("m", i))
+    start = time.perf_counter()
+    logger.info("m", extra=metric("m", 99))
+    took = time.perf_counter() - start
+    stats = handler.stats()
+    assert stats["dropped_reasons"].get("in-memory queue full (max_queue_records)", 0) >= 1
+    assert took < 0.1
+
+
+def test_a_full_queue_throttles_instead_of_dropping_when_the_worker_keeps_up(
+    logger: logging.Logger, tmp_path: Path
+) -> None:
+    """A tiny queue and a fast worker: the short waits let every record through."""
+    handler, cluster = make(buffer_size=50, max_queue_records=50)
+    logger.addHandler(handler)
+    for i in range(5000):
+        logger.info("m", extra=metric("m", i))
+    assert handler.flush(10)
+    stats = handler.stats()
+    assert stats["dropped"] == 0
+    assert len(cluster.documents()) == 5000
