@@ -129,9 +129,7 @@ def _prestart(config: pytest.Config, items: list[pytest.Item]) -> None:
         pool.shared(key, spec)
 
 
-def pytest_terminal_summary(
-    terminalreporter: Any, exitstatus: int, config: pytest.Config
-) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     pool = config.stash.get(POOL_KEY, None)
     if pool is None or not (pool.starts or pool.problems):
         return
@@ -144,8 +142,9 @@ def pytest_terminal_summary(
     required = servers_required(config)
     for reason, detail in pool.problems.items():
         what = "tests FAILED" if required else "tests skipped"
-        terminalreporter.write_line(f"test server unavailable ({what}): {reason}", red=required,
-                                    yellow=not required)
+        terminalreporter.write_line(
+            f"test server unavailable ({what}): {reason}", red=required, yellow=not required
+        )
         if detail and required:
             terminalreporter.write_line(detail)
 

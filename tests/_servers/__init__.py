@@ -105,8 +105,12 @@ def external_server(kind: str, raw_url: str) -> ExternalServer:
     if parts.port:
         netloc += f":{parts.port}"
     url = urllib.parse.urlunsplit((parts.scheme or "http", netloc, parts.path, "", ""))
-    ca_file = os.environ.get("ELASTICSEARCH_CA_CERTS" if kind == "elasticsearch"
-                             else "OPENSEARCH_CA_CERTS") or None
+    ca_file = (
+        os.environ.get(
+            "ELASTICSEARCH_CA_CERTS" if kind == "elasticsearch" else "OPENSEARCH_CA_CERTS"
+        )
+        or None
+    )
     try:
         resp = nodes.http(url + "/_nodes/_local", auth=auth, ca_file=ca_file, timeout=10)
     except OSError as err:
@@ -114,8 +118,9 @@ def external_server(kind: str, raw_url: str) -> ExternalServer:
     if resp.status != 200:
         raise NodesError(f"{kind} at {url} answered HTTP {resp.status} to GET /_nodes/_local")
     versions = {n["version"] for n in resp.json()["nodes"].values()}
-    return ExternalServer(kind=kind, url=url, version=sorted(versions)[0], auth=auth,
-                          ca_file=ca_file)
+    return ExternalServer(
+        kind=kind, url=url, version=sorted(versions)[0], auth=auth, ca_file=ca_file
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +177,6 @@ def es_client_for(server: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("ca_certs", server.ca_file)
     kwargs.setdefault("request_timeout", 30)
     return Elasticsearch(list(server.urls), **kwargs)
-
 
 
 @dataclasses.dataclass
@@ -232,8 +236,13 @@ class ServerPool:
         self._reap_orphans()
         spec = self.resolve(spec)
         cluster = nodes.Cluster.create(
-            spec.kind, spec.major, nodes=spec.nodes, tiny_queue=spec.tiny_queue,
-            secured=spec.secured, name=self._name(spec), owner_pid=os.getpid(),
+            spec.kind,
+            spec.major,
+            nodes=spec.nodes,
+            tiny_queue=spec.tiny_queue,
+            secured=spec.secured,
+            name=self._name(spec),
+            owner_pid=os.getpid(),
         )
         with self._lock:
             self._clusters.append(cluster)
@@ -249,11 +258,15 @@ class ServerPool:
         label += f" x{len(cluster.nodes)}" if len(cluster.nodes) > 1 else ""
         label += " tiny-queue" if cluster.tiny_queue else ""
         label += " secured" if cluster.secured else ""
-        self.starts.append(StartRecord(
-            name=cluster.name, label=label,
-            seconds=time.monotonic() - started, rss_mib=cluster.rss_bytes() / 2**20,
-            url=cluster.url,
-        ))
+        self.starts.append(
+            StartRecord(
+                name=cluster.name,
+                label=label,
+                seconds=time.monotonic() - started,
+                rss_mib=cluster.rss_bytes() / 2**20,
+                url=cluster.url,
+            )
+        )
         return cluster
 
     def shared(self, key: str, spec: Spec) -> concurrent.futures.Future[Any]:

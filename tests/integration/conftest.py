@@ -123,8 +123,9 @@ class NodeFactory:
 
         Skips (or fails, when servers are required) the calling test if it cannot start.
         """
-        spec = servers.Spec(kind=kind, major=major, nodes=nodes, tiny_queue=tiny_queue,
-                            secured=secured)
+        spec = servers.Spec(
+            kind=kind, major=major, nodes=nodes, tiny_queue=tiny_queue, secured=secured
+        )
         try:
             return self._pool.start(spec)
         except servers.NodesError as err:

@@ -64,7 +64,19 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{_worker_stacks()}")
+
+
+def _worker_stacks() -> str:
+    """Where the handler's threads are, for a failure message."""
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        if names.get(ident, "").startswith("ecs-metrics"):
+            out.append(f"--- {names[ident]}\n" + "".join(traceback.format_stack(frame)[-8:]))
+    return "\n".join(out)
 
 
 def _wait_delivered(handler: ElasticECSHandler, folder: Path | None, timeout: float = 120) -> None:
@@ -181,27 +193,29 @@ def test_node_frozen_then_resumed_times_out_spools_and_replays(
         es_index_name=unique_name,
         flush_failure_folder=str(tmp_path),
         flush_frequency_in_sec=0.2,
-        request_timeout=2,
+        # Short enough to time out during the freeze, long enough for a node catching up
+        # afterwards (the node still executes every request the client gave up on).
+        request_timeout=5,
         max_retries=1,
         retry_backoff_max=1,
     )
     logger.addHandler(handler)
     timings: list[tuple[float, float]] = []
-    stream = _stream(logger, 3000, 300, timings, "freeze")
+    stream = _stream(logger, 6000, 300, timings, "freeze")  # about 20 s
     time.sleep(2)
     breakable_es.freeze()
     try:
-        time.sleep(8)
+        time.sleep(12)
     finally:
         breakable_es.thaw()
     stream.join()
     _wait_delivered(handler, tmp_path)
     stats = handler.stats()
     assert stats["spooled"] > 0, stats
-    assert stats["emitted"] == 3000 == _accounted(stats)
+    assert stats["emitted"] == 6000 == _accounted(stats)
     client = _client(breakable_es.url)
     try:
-        assert _count(client, f"{unique_name}-*") == 3000
+        assert _count(client, f"{unique_name}-*") == 6000
     finally:
         client.close()
 
@@ -354,16 +368,24 @@ def test_three_nodes_one_killed_mid_stream_loses_nothing(
         )
         logger.addHandler(handler)
         timings: list[tuple[float, float]] = []
-        stream = _stream(logger, 4000, 400, timings, "three")
-        time.sleep(3)
+        stream = _stream(logger, 8000, 400, timings, "three")  # about 20 s
+        # Kill only once every replica is allocated: a primary without a started copy would be
+        # lost with its node, and that is Elasticsearch's business, not the handler's.
+        admin = _client(cluster.urls)
+        try:
+            _wait_for(lambda: bool(admin.indices.exists(index=f"{unique_name}-*")), 60, "the index")
+            admin.cluster.health(index=f"{unique_name}-*", wait_for_status="green", timeout="90s")
+        finally:
+            admin.close()
+        assert stream.is_alive(), "the stream ended before the node could be killed"
         cluster.kill(2)
         stream.join()
         _wait_delivered(handler, tmp_path, timeout=180)
         stats = handler.stats()
-        assert stats["emitted"] == 4000 == _accounted(stats), stats
+        assert stats["emitted"] == 8000 == _accounted(stats), stats
         survivor = _client(cluster.urls[:2])
         try:
-            assert _count(survivor, f"{unique_name}-*") == 4000
+            assert _count(survivor, f"{unique_name}-*") == 8000
         finally:
             survivor.close()
 

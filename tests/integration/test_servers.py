@@ -97,8 +97,11 @@ def test_tiny_queue_answers_429_under_load(tiny_queue_es: Any, unique_name: str)
         while not stop.is_set():
             try:
                 r = nodes.http(
-                    f"{tiny_queue_es.url}/{unique_name}/_bulk", "POST", payload,
-                    content_type="application/x-ndjson", timeout=30,
+                    f"{tiny_queue_es.url}/{unique_name}/_bulk",
+                    "POST",
+                    payload,
+                    content_type="application/x-ndjson",
+                    timeout=30,
                 )
             except OSError:
                 continue
@@ -204,8 +207,10 @@ def test_unavailable_policy() -> None:
     assert servers.servers_required(False, {"CI": "true"}) is True
     assert servers.servers_required(False, {"CI": "false"}) is False
     assert servers.servers_required(True, {}) is True
-    assert servers.unavailable_outcome("no java", False) == ("skip",
-                                                             "test server unavailable: no java")
+    assert servers.unavailable_outcome("no java", False) == (
+        "skip",
+        "test server unavailable: no java",
+    )
     outcome, message = servers.unavailable_outcome("no java", True)
     assert outcome == "fail" and "no java" in message
 
@@ -218,16 +223,40 @@ def _run_without_java(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess[s
         if found:
             (bin_dir / tool).unlink(missing_ok=True)
             (bin_dir / tool).symlink_to(found)
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"JAVA_HOME", "ES_JAVA_HOME", "OPENSEARCH_JAVA_HOME", "CI",
-                        "ELASTICSEARCH_URL", "OPENSEARCH_URL", "PYTEST_ADDOPTS"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "JAVA_HOME",
+            "ES_JAVA_HOME",
+            "OPENSEARCH_JAVA_HOME",
+            "CI",
+            "ELASTICSEARCH_URL",
+            "OPENSEARCH_URL",
+            "PYTEST_ADDOPTS",
+        }
+    }
     env["PATH"] = str(bin_dir)
     if ci:
         env["CI"] = "true"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
-         f"{Path(__file__).relative_to(REPO)}::test_es_smoke"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rs",
+            f"{Path(__file__).relative_to(REPO)}::test_es_smoke",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
