@@ -9,12 +9,14 @@ so that they boot while the unit tests run (``ECSMH_PRESTART=0`` turns that off)
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import signal
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +164,15 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A lowercase, index-safe name unique to this test, e.g. ``t-test-foo-1a2b3c4d``."""
     base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60].strip("-")
     return f"t-{base or 'test'}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    """A fresh logger at INFO that does not propagate; its handlers are closed afterwards."""
+    log = logging.getLogger(f"test.{uuid.uuid4().hex[:10]}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    yield log
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()

@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,6 @@ from ecs_metrics_handler import ElasticECSHandler, metric, replay
 from ecs_metrics_handler._spool import read_items
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def logger() -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"delivery.{uuid.uuid4().hex[:10]}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    yield log
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import calendar
 import logging
 import logging.config
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +32,6 @@ def _ts(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: float = 0.0
 ) -> float:
     return calendar.timegm((year, month, day, hour, minute, 0, 0, 0, 0)) + second
-
-
-@pytest.fixture
-def logger() -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"it.{uuid.uuid4().hex[:10]}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    yield log
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
 
 
 def _search(es_client: Any, pattern: str, size: int = 1000, **query: Any) -> list[dict[str, Any]]:

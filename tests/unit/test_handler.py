@@ -11,7 +11,6 @@ import logging.config
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,6 @@ from ecs_metrics_handler import (
 )
 from ecs_metrics_handler._spool import read_items
 from ecs_metrics_handler.testing import FakeCluster
-
-
-@pytest.fixture
-def logger() -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"test.handler.{uuid.uuid4().hex[:8]}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    yield log
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
 
 
 def make(
