@@ -35,7 +35,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,7 +117,7 @@ class Claim:
         """Put ``remaining`` documents back under the segment's original name, for a later try."""
         if remaining:
             data = b"".join(remaining)
-            self.spool._write_atomic(self.spool.folder / self.name, data, count_size=False)
+            self.spool._write_atomic(self.spool.folder / self.name, data)
             self.spool._adjust(len(data))
         self.spool._remove(self.path)
 
@@ -159,7 +159,7 @@ class Spool:
                     return False
             self._size += len(data)
         try:
-            self._write_atomic(self.folder / self._new_name(SEGMENT_PREFIX), data, count_size=False)
+            self._write_atomic(self.folder / self._new_name(SEGMENT_PREFIX), data)
         except BaseException:
             self._adjust(-len(data))
             raise
@@ -171,9 +171,7 @@ class Spool:
         data = b"".join(entry.to_json(now) + b"\n" for entry in entries)
         if data:
             self._ensure_folder()
-            self._write_atomic(
-                self.folder / self._new_name(DEAD_LETTER_PREFIX), data, count_size=False
-            )
+            self._write_atomic(self.folder / self._new_name(DEAD_LETTER_PREFIX), data)
 
     # -- reading / replay -------------------------------------------------------------------
 
@@ -188,10 +186,6 @@ class Spool:
             for n in sorted(names)
             if n.startswith(SEGMENT_PREFIX) and n.endswith(SUFFIX)
         ]
-
-    def has_segments(self) -> bool:
-        """Whether at least one unclaimed segment waits for replay."""
-        return bool(self.segments())
 
     def claim_oldest(self) -> Claim | None:
         """Take the oldest unclaimed segment for replay, or return ``None`` when there is none.
@@ -277,7 +271,7 @@ class Spool:
         stamp = datetime.fromtimestamp(self._clock(), timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         return f"{prefix}{stamp}-{os.getpid()}-{next(self._counter):06d}{SUFFIX}"
 
-    def _write_atomic(self, target: Path, data: bytes, *, count_size: bool) -> None:
+    def _write_atomic(self, target: Path, data: bytes) -> None:
         tmp = target.with_name(f"{_TMP_PREFIX}{target.name}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -290,18 +284,6 @@ class Spool:
             os.close(fd)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
-        if count_size:
-            self._adjust(len(data))
-
-    def reset_after_fork(self) -> None:
-        """Forget state inherited from the parent process."""
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-
-def iter_segments(folder: str | os.PathLike[str]) -> Iterator[Path]:
-    """Segment files of ``folder``, oldest first (for tools and tests)."""
-    yield from Spool(folder).segments()
 
 
 def _iso(ts: float) -> str:

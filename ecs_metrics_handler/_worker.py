@@ -120,7 +120,6 @@ class Worker:
         self._outbox_bytes = 0
         self._unsettled: set[Batch] = set()
         self._building: int | None = None
-        self._in_flight: Batch | None = None
         self._stopping = threading.Event()
         self._halt = threading.Event()  # stop sending now: what is left goes to the spool
         self._threads: list[threading.Thread] = []
@@ -364,7 +363,6 @@ class Worker:
                 if self._outbox:
                     batch = self._outbox.popleft()
                     self._outbox_bytes -= batch.nbytes
-                    self._in_flight = batch
                     self._cond.notify_all()  # room for a batcher waiting on back-pressure
                 elif self._stopping.is_set():
                     return
@@ -377,9 +375,6 @@ class Worker:
                 self._reporter.error("sender", "ecs_metrics_handler: sender failed", exc_info=True)
                 if batch is not None:
                     self._give_up(batch, batch.unacknowledged(), "internal error")
-            finally:
-                with self._cond:
-                    self._in_flight = None
 
     def _sender_wait(self) -> float:
         if self._spool_waiting and self._spool is not None:
