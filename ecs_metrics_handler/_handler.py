@@ -111,8 +111,24 @@ def _module_lock_held() -> bool:
     return bool(is_owned is not None and is_owned())
 
 
-#: When the queue is full, a logging call waits at most this many steps of this many seconds.
+def _message_of(record: logging.LogRecord) -> Any:
+    """The record's message; its unformatted ``msg`` when formatting raises.
+
+    A metric is not lost to a bad format string: the document then carries the template.
+    """
+    if not record.args:
+        return record.msg
+    try:
+        return record.getMessage()
+    except Exception:
+        return record.msg
+
+
+#: When the queue is full, a logging call waits at most this many steps of this many seconds
+#: before dropping its record: 10 ms without a failure folder, 1 s with one (where a drop
+#: would break the promise that nothing is lost, and the disk sets the pace).
 _ROOM_WAIT_STEPS = 10
+_ROOM_WAIT_STEPS_SPOOLING = 1000
 _ROOM_WAIT_STEP = 0.001
 
 _live_handlers: weakref.WeakSet[ElasticECSHandler] = weakref.WeakSet()
@@ -158,7 +174,10 @@ class ElasticECSHandler(BufferingHandler):
     ``ecs_metrics_handler.metrics`` logger that :func:`ecs_metrics_handler.timed` uses).
 
     Blocking: ``emit`` never waits on the network or the disk; when ``max_queue_records``
-    records already wait it pauses at most 10 ms for the worker before dropping (counted).
+    records already wait (the application logs faster than the worker builds documents) it
+    pauses for the worker, in 1 ms steps, at most 10 ms before dropping (counted), or at most
+    1 s with a ``flush_failure_folder``, where dropping would lose a metric the folder could
+    keep.
     :meth:`flush` and :meth:`close` wait at most ``flush_timeout`` seconds (default 5; close
     adds one second of grace to stop the threads). Thread-safe; fork-safe (a child process
     starts with an empty buffer and its own worker and client).
@@ -319,6 +338,7 @@ class ElasticECSHandler(BufferingHandler):
             worker = self._worker
             if threading.get_ident() in worker.thread_ids:
                 return  # something logged from our own worker: never ship it
+            message = _message_of(record)
             seq = next(self._seq)  # atomic: emit needs no lock
             if self._closed:
                 self._stats.drop("handler closed")
@@ -327,7 +347,7 @@ class ElasticECSHandler(BufferingHandler):
             if len(queue) >= self._max_queue and not self._wait_for_room(queue):
                 self._stats.drop("in-memory queue full (max_queue_records)")
                 return
-            queue.append((seq, record, payload, record.getMessage() if record.args else record.msg))
+            queue.append((seq, record, payload, message))
             if not worker.started:
                 worker.start()
             if len(queue) >= self.capacity and not worker.wake_pending:
@@ -338,7 +358,7 @@ class ElasticECSHandler(BufferingHandler):
             self.handleError(record)
 
     def _wait_for_room(self, queue: deque[Entry]) -> bool:
-        """Overload: give the worker the CPU for a few milliseconds at most, then give up.
+        """Overload: give the worker the CPU for a bounded time (see the class doc), then give up.
 
         Only reached when ``max_queue_records`` records wait, i.e. when the application logs
         faster than the worker can build documents; a short, bounded pause then throttles the
@@ -347,7 +367,8 @@ class ElasticECSHandler(BufferingHandler):
         worker = self._worker
         if not worker.wake_pending:
             worker.wake()
-        for _ in range(_ROOM_WAIT_STEPS):
+        steps = _ROOM_WAIT_STEPS if self._spool is None else _ROOM_WAIT_STEPS_SPOOLING
+        for _ in range(steps):
             time.sleep(_ROOM_WAIT_STEP)
             if len(queue) < self._max_queue:
                 return True

@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._backoff import backoff_delay
 from ._config import HandlerOptions
-from ._shipper import ShipError, make_shipper
-from ._spool import DeadLetter, Spool, read_items
+from ._resend import send_items
+from ._shipper import Shipper, make_shipper
+from ._spool import Claim, Spool, SpoolFormatError, read_items
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -27,6 +29,8 @@ class ReplayResult:
     indexed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    #: refused by the cluster as a whole request, kept in ``quarantined-*.ndjson`` files
+    quarantined: int = 0
     left: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -56,67 +60,60 @@ def replay(
     opts = HandlerOptions.from_kwargs(**options)
     spool = Spool(folder)
     shipper = make_shipper(opts, client)
-    result = _Replayer(result=ReplayResult())
+    result = ReplayResult()
     spool.recover_stale_claims()
     try:
         while True:
             claim = spool.claim_oldest()
             if claim is None:
                 break
-            result.result.segments += 1
-            left: list[bytes] = []
-            for start in range(0, len(claim.items), chunk_size):
-                chunk = claim.items[start : start + chunk_size]
-                if left and result.unreachable:
-                    left.extend(chunk)
-                    continue
-                left.extend(result.send(shipper, spool, chunk, max_retries))
+            result.segments += 1
+            left = _replay_claim(shipper, spool, claim, chunk_size, max_retries, result)
             if left:
                 claim.release(left)
-                result.result.left += len(left)
-            else:
-                claim.done()
-            if result.unreachable:
-                # Don't claim every other segment just to put it back.
-                result.result.left += sum(len(read_items(p)) for p in spool.segments())
+                result.left += len(left)
+                # The cluster cannot take more now: don't claim every other segment just to
+                # put it back.
+                for path in spool.segments():
+                    try:
+                        result.left += len(read_items(path))
+                    except (OSError, SpoolFormatError) as e:
+                        result.errors.append(f"{path.name}: {e}")
                 break
+            claim.done()
     finally:
         if client is None:
             shipper.close()
-    return result.result
+    result.errors.extend(f"skipped {name}: {why}" for name, why in spool.unreadable.items())
+    return result
 
 
-@dataclass(slots=True)
-class _Replayer:
-    """Sends chunks with a few retries and keeps the tally."""
-
-    result: ReplayResult
-    unreachable: bool = False
-
-    def send(self, shipper: Any, spool: Spool, chunk: list[bytes], max_retries: int) -> list[bytes]:
-        pending = chunk
-        for attempt in range(max_retries + 1):
-            if attempt:
-                time.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
-            try:
-                outcome = shipper.bulk(b"".join(pending), len(pending))
-            except ShipError as e:
-                self.result.errors.append(e.reason)
-                if not e.retryable:
-                    break
-                continue
-            self.result.indexed += outcome.done - outcome.duplicates
-            self.result.duplicates += outcome.duplicates
-            if outcome.dead:
-                spool.write_dead_letters(
-                    DeadLetter(
-                        "refused by the cluster", status=status, error=error, item=pending[pos]
-                    )
-                    for pos, status, error in outcome.dead
-                )
-                self.result.dead_lettered += len(outcome.dead)
-            pending = [pending[pos] for pos in outcome.retry]
-            if not pending:
-                return []
-        self.unreachable = True
-        return pending
+def _replay_claim(
+    shipper: Shipper,
+    spool: Spool,
+    claim: Claim,
+    chunk_size: int,
+    max_retries: int,
+    result: ReplayResult,
+) -> list[bytes]:
+    """Send one claimed segment with up to ``max_retries`` retries; return what is left."""
+    pending: list[bytes] = claim.items
+    for attempt in range(max_retries + 1):
+        if attempt:
+            time.sleep(backoff_delay(attempt, 0.5, 5.0))
+        outcome = send_items(shipper, pending, chunk_size)
+        result.indexed += outcome.done - outcome.duplicates
+        result.duplicates += outcome.duplicates
+        if outcome.letters:
+            spool.write_dead_letters(outcome.letters)
+            result.dead_lettered += len(outcome.letters)
+        if outcome.refused:
+            path = spool.quarantine(outcome.refused, outcome.refused_reason)
+            result.quarantined += len(outcome.refused)
+            result.errors.append(f"{outcome.refused_reason}: kept in {path.name}")
+        if outcome.stopped:
+            result.errors.append(outcome.stopped)
+        pending = outcome.left
+        if not pending:
+            return []
+    return pending

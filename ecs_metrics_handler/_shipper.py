@@ -75,21 +75,26 @@ class BulkResult:
 def judge(body: Mapping[str, Any], count: int) -> BulkResult:
     """Sort the ``count`` items of a bulk answer ``body`` into done / retry / dead letter.
 
-    Pure. An answer with ``errors: false`` is all done without looking at the items. An
-    answer with fewer items than sent (a proxy that truncates) marks the missing ones retry.
+    Pure. An answer with ``errors: false`` and one item per document sent is all done. An
+    answer that is not a bulk answer (no ``errors`` flag, no ``items`` list: a proxy's ``{}``)
+    proves nothing, so every item is marked retry; so are the items missing from an answer
+    with fewer items than sent (a proxy that truncates).
     """
     result = BulkResult()
-    if not body.get("errors"):
+    items = body.get("items")
+    if "errors" not in body or not isinstance(items, list):
+        result.retry = list(range(count))
+        return result
+    if not body["errors"] and len(items) == count:
         result.done = count
         return result
-    items = body.get("items") or []
     for position in range(count):
         if position >= len(items):
             result.retry.append(position)
             continue
         item = items[position]
-        op = next(iter(item.values())) if item else {}
-        status = int(op.get("status", 0) or 0)
+        op: Any = next(iter(item.values()), {}) if isinstance(item, Mapping) else {}
+        status = _status_of(op)
         if 200 <= status < 300:
             result.done += 1
         elif status == 409:
@@ -100,6 +105,16 @@ def judge(body: Mapping[str, Any], count: int) -> BulkResult:
         else:
             result.dead.append((position, status, op.get("error")))
     return result
+
+
+def _status_of(op: Any) -> int:
+    """An item's HTTP status; 0 (retry) when the item is not what a bulk answer holds."""
+    if not isinstance(op, Mapping):
+        return 0
+    try:
+        return int(op.get("status", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def is_retryable_status(status: int | None) -> bool:

@@ -15,8 +15,17 @@ Layout of ``flush_failure_folder`` (created with mode ``0o700``, files ``0o600``
     fix (``status``, ``error`` as the server gave it, ``index``, ``id``, ``document``) and for
     invalid payloads (``reason``, ``record``). Kept for a person to read; never replayed.
 
-``*.claimed-<pid>``
-    A segment being replayed by process ``pid``; given back if that process died.
+``quarantined-<UTC time>-<pid>-<n>.ndjson`` and ``.reason`` beside it
+    Documents the cluster refused as a whole request (a request-level ``400``; a single
+    document over ``http.max_content_length`` is dead-lettered instead, larger requests are
+    split). Kept for a person, never replayed, never deleted by the handler.
+
+``*.claimed-<pid>-<token>``
+    A segment being replayed by process ``pid``; given back if that process died (the token
+    tells a process from an earlier one with the same pid).
+
+Anything else under a segment name (a directory, FIFO, socket, symlink) is skipped without
+being opened for reading in a way that could block, and reported once.
 
 Every file is written to a temporary name, fsynced, then renamed, so a crash never leaves a
 half-written segment under a segment name. The folder has a size cap
@@ -33,6 +42,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
+import stat
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -43,13 +54,23 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Claim", "DeadLetter", "Spool", "SpoolFormatError", "read_items"]
+__all__ = [
+    "Claim",
+    "DeadLetter",
+    "Spool",
+    "SpoolFormatError",
+    "UnreadableSegmentError",
+    "plain",
+    "read_items",
+    "safe_repr",
+]
 
 SEGMENT_PREFIX = "segment-"
 DEAD_LETTER_PREFIX = "dead-letter-"
 SUFFIX = ".ndjson"
 _CLAIM = ".claimed-"
 _TMP_PREFIX = ".tmp-"
+QUARANTINE_PREFIX = "quarantined-"
 
 
 class SpoolFormatError(ValueError):
@@ -81,13 +102,84 @@ class DeadLetter:
             entry["document"] = orjson.Fragment(source.rstrip(b"\n") or b"null")
         if self.record is not None:
             entry["record"] = self.record
-        return orjson.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, option=orjson.OPT_NON_STR_KEYS, default=safe_repr)
+        except (TypeError, ValueError, RecursionError):
+            # Something orjson cannot carry (a lone surrogate, an int over 64 bits, deep
+            # nesting): the entry is rewritten into plain JSON values, so it is never lost.
+            entry["record"] = plain(self.record)
+            entry["error"] = plain(self.error)
+            entry.pop("document", None)
+            if self.item is not None:
+                entry["document_raw"] = self.item.decode("utf-8", "replace")
+            return orjson.dumps({k: v for k, v in entry.items() if v is not None})
+
+
+#: how deep :func:`plain` follows containers before it summarises what is below
+_PLAIN_DEPTH = 32
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a description of the failure when ``__repr__`` itself raises."""
+    try:
+        text = repr(value)
+    except Exception as e:  # a user's __repr__ may do anything
+        return f"<{type(value).__name__} object, repr() failed: {type(e).__name__}>"
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def plain(value: object, depth: int = 0) -> Any:
+    """``value`` as JSON that orjson always accepts: str keys, 64-bit ints, valid UTF-8.
+
+    Pure; never raises. Containers deeper than 32 levels and unknown objects become their
+    :func:`safe_repr`.
+    """
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if depth >= _PLAIN_DEPTH:
+        return f"<{type(value).__name__} nested deeper than {_PLAIN_DEPTH} levels>"
+    if isinstance(value, dict):
+        return {plain_key(k): plain(v, depth + 1) for k, v in list(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, depth + 1) for v in list(value)]
+    return safe_repr(value)
+
+
+def plain_key(key: object) -> str:
+    """A dict key as a valid UTF-8 string (see :func:`plain`)."""
+    if isinstance(key, str):
+        return key.encode("utf-8", "replace").decode("utf-8")
+    return safe_repr(key)
+
+
+#: flags for opening a segment to read: never follow a symlink, never wait on a FIFO
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+class UnreadableSegmentError(OSError):
+    """A file under a segment name that is not a regular file (a directory, FIFO, socket)."""
 
 
 def read_items(path: str | os.PathLike[str]) -> list[bytes]:
-    """Read a segment: its documents as bulk pairs (action line + source line, ``\\n`` each)."""
-    with open(path, "rb") as f:
-        lines = [line for line in f.read().split(b"\n") if line.strip()]
+    """Read a segment: its documents as bulk pairs (action line + source line, ``\\n`` each).
+
+    Never blocks on what is not a regular file: a FIFO, a socket, a device or a directory
+    under a segment name raises :class:`UnreadableSegmentError`, a symlink ``OSError``.
+    Raises :class:`SpoolFormatError` when the content is not bulk NDJSON.
+    """
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableSegmentError(f"{os.fspath(path)}: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read()
+    finally:
+        os.close(fd)
+    lines = [line for line in data.split(b"\n") if line.strip()]
     if len(lines) % 2:
         raise SpoolFormatError(f"{os.fspath(path)}: odd number of lines ({len(lines)})")
     items = []
@@ -139,6 +231,10 @@ class Spool:
         self._counter = itertools.count(1)
         self._size = -1  # unknown until the folder is first scanned
         self._pid = os.getpid()
+        #: marks this process's claims: a pid alone is reused (PID 1 in every container)
+        self._token = secrets.token_hex(4)
+        #: names under a segment name that could not be read, reported once each
+        self.unreadable: dict[str, str] = {}
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -150,7 +246,21 @@ class Spool:
         """
         if not items:
             return True
-        data = b"".join(items)
+        return self._write_capped(SEGMENT_PREFIX, b"".join(items))
+
+    def write_dead_letters(self, entries: Iterable[DeadLetter]) -> bool:
+        """Write ``entries`` to a new dead-letter file. Blocking disk I/O.
+
+        Counted against the folder's cap like segments: returns ``False``, writing nothing,
+        when it would be exceeded. Raises ``OSError`` when the disk refuses.
+        """
+        now = _iso(self._clock())
+        data = b"".join(entry.to_json(now) + b"\n" for entry in entries)
+        if not data:
+            return True
+        return self._write_capped(DEAD_LETTER_PREFIX, data)
+
+    def _write_capped(self, prefix: str, data: bytes) -> bool:
         self._ensure_folder()
         with self._lock:
             if self._size + len(data) > self.max_bytes:
@@ -159,19 +269,31 @@ class Spool:
                     return False
             self._size += len(data)
         try:
-            self._write_atomic(self.folder / self._new_name(SEGMENT_PREFIX), data)
+            self._write_atomic(self.folder / self._new_name(prefix), data)
         except BaseException:
             self._adjust(-len(data))
             raise
         return True
 
-    def write_dead_letters(self, entries: Iterable[DeadLetter]) -> None:
-        """Write ``entries`` to a new dead-letter file. Blocking disk I/O; not size-capped."""
-        now = _iso(self._clock())
-        data = b"".join(entry.to_json(now) + b"\n" for entry in entries)
-        if data:
-            self._ensure_folder()
-            self._write_atomic(self.folder / self._new_name(DEAD_LETTER_PREFIX), data)
+    def quarantine(self, items: Sequence[bytes], reason: str) -> Path:
+        """Keep ``items``, which the cluster refuses as a whole, for a person; never replayed.
+
+        Writes them as ``quarantined-<UTC time>-<pid>-<n>.ndjson`` (bulk NDJSON, like a
+        segment, so a person can fix and send it) and ``reason`` beside it in the same name
+        with ``.reason``. The bytes move from a segment, so the cap is not checked again.
+        Blocking disk I/O; raises ``OSError`` when the disk refuses.
+        """
+        data = b"".join(items)
+        self._ensure_folder()
+        target = self.folder / self._new_name(QUARANTINE_PREFIX)
+        self._write_atomic(target, data)
+        self._adjust(len(data))
+        with contextlib.suppress(OSError):
+            self._write_atomic(
+                target.with_name(target.name + ".reason"),
+                reason.encode("utf-8", "replace") + b"\n",
+            )
+        return target
 
     # -- reading / replay -------------------------------------------------------------------
 
@@ -190,10 +312,21 @@ class Spool:
     def claim_oldest(self) -> Claim | None:
         """Take the oldest unclaimed segment for replay, or return ``None`` when there is none.
 
-        A segment whose content is not bulk NDJSON is renamed ``*.invalid`` and skipped.
+        A segment whose content is not bulk NDJSON is renamed ``*.invalid`` and skipped. What
+        is not a regular file under a segment name (a directory, FIFO, socket or symlink) is
+        left where it is, skipped without blocking, and listed in :attr:`unreadable`.
         """
         for path in self.segments():
-            claimed = path.with_name(f"{path.name}{_CLAIM}{os.getpid()}")
+            if path.name in self.unreadable:
+                continue
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(mode):
+                self.unreadable[path.name] = "not a regular file"
+                continue
+            claimed = path.with_name(f"{path.name}{_CLAIM}{os.getpid()}-{self._token}")
             try:
                 os.rename(path, claimed)
             except FileNotFoundError:
@@ -202,6 +335,11 @@ class Spool:
                 items = read_items(claimed)
             except SpoolFormatError:
                 os.rename(claimed, path.with_name(path.name + ".invalid"))
+                continue
+            except OSError as e:  # swapped for something else since the lstat
+                with contextlib.suppress(OSError):
+                    os.rename(claimed, path)
+                self.unreadable[path.name] = f"{type(e).__name__}: {e.strerror or e}"
                 continue
             return Claim(self, path.name, claimed, items)
         return None
@@ -214,14 +352,12 @@ class Spool:
             return 0
         recovered = 0
         for name in names:
-            base, sep, pid_text = name.rpartition(_CLAIM)
-            if not sep or not pid_text.isdigit():
+            base, sep, owner = name.rpartition(_CLAIM)
+            pid_text, _, token = owner.partition("-")
+            if not sep or not base or not pid_text.isdigit():
                 continue
-            pid = int(pid_text)
-            if pid != os.getpid() and _pid_alive(pid):
+            if not _claim_is_stale(int(pid_text), token, self._token):
                 continue
-            if pid == os.getpid() and pid == self._pid:
-                continue  # our own live claim
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.folder / name, self.folder / base)
                 recovered += 1
@@ -246,12 +382,13 @@ class Spool:
                 self._size = self._scan_size()
 
     def _scan_size(self) -> int:
+        """Bytes in every regular file of the folder: segments, dead letters, temporary files."""
         total = 0
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.folder):
-                if entry.name.startswith(SEGMENT_PREFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        total += entry.stat().st_size
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
         return total
 
     def _adjust(self, delta: int) -> None:
@@ -272,18 +409,33 @@ class Spool:
         return f"{prefix}{stamp}-{os.getpid()}-{next(self._counter):06d}{SUFFIX}"
 
     def _write_atomic(self, target: Path, data: bytes) -> None:
-        tmp = target.with_name(f"{_TMP_PREFIX}{target.name}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        """Write ``data`` to a fresh temporary file, fsync it, rename it to ``target``.
+
+        The temporary name is unpredictable and created exclusively, never through a symlink;
+        it is removed when anything fails (a full disk), so nothing is left behind.
+        """
+        tmp = target.with_name(f"{_TMP_PREFIX}{secrets.token_hex(8)}-{target.name}")
+        fd = os.open(tmp, _WRITE_FLAGS, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view[:_WRITE_CHUNK])
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         _fsync_dir(target.parent)
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+#: one write() call at most this many bytes: the GIL is released during each call anyway
+_WRITE_CHUNK = 1 << 20
 
 
 def _iso(ts: float) -> str:
@@ -292,6 +444,18 @@ def _iso(ts: float) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+def _claim_is_stale(pid: int, token: str, own_token: str) -> bool:
+    """Whether a claim by (``pid``, ``token``) was left by a process that no longer runs.
+
+    A claim carrying this process's pid is ours only if it carries our token too: otherwise
+    an earlier process with the same pid (PID 1 in a restarted container, a reused pid) left
+    it. A claim of another pid is live while that pid runs.
+    """
+    if pid == os.getpid():
+        return token != own_token
+    return not _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:

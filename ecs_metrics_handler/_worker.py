@@ -10,6 +10,12 @@ Two daemon threads per handler, started on first use:
     network, so when the sender is stuck on a slow or frozen cluster it keeps memory bounded:
     batches beyond ``max_pending_bytes`` go to the failure folder.
 
+``spooler``
+    Writes to the failure folder what the other two hand it (batches over the backlog, an
+    outage's batches, dead letters), so that neither the batcher, which must keep draining the
+    application's queue, nor the sender waits on the disk. Consecutive jobs go to one segment
+    (one fsync) up to 16 MiB.
+
 ``sender``
     Ships one batch at a time, judges every item, retries the retryable subset with capped
     exponential backoff and jitter, writes refused documents to the dead-letter file, and
@@ -26,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections import deque
@@ -34,12 +39,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._backoff import backoff_delay
 from ._document import DocumentBuilder
 from ._index import IndexNamer
 from ._report import Reporter
+from ._resend import send_items
 from ._serialize import bulk_pair
 from ._shipper import BulkResult, ShipError, Shipper
-from ._spool import Claim, DeadLetter, Spool
+from ._spool import DeadLetter, Spool, plain, safe_repr
 from ._stats import DeliveryStats
 from .exceptions import InvalidMetricError
 
@@ -52,6 +59,21 @@ _MIN_BULK_DOCS = 500
 #: during an outage, batches waiting to ship are spooled together, up to this size a segment
 _OUTAGE_SEGMENT_BYTES = 16 << 20
 _JOIN_GRACE = 1.0
+#: documents handed to the spooler thread but not written yet, at most this many bytes; past
+#: it the batcher waits (and so, after its short pause, does a logging call)
+_SPILL_BACKLOG_BYTES = 16 << 20
+
+
+@dataclass(eq=False, slots=True)
+class _SpillJob:
+    """Documents (or dead letters) for the spooler thread, and the batches they settle."""
+
+    items: list[bytes]
+    reason: str
+    batches: list[Batch]
+    letters: list[DeadLetter] | None = None
+    #: for dead letters: the lowest sequence number among their records (flush waits on it)
+    min_seq: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -118,6 +140,9 @@ class Worker:
         self._cond = threading.Condition(threading.Lock())
         self._outbox: deque[Batch] = deque()
         self._outbox_bytes = 0
+        self._spill_jobs: deque[_SpillJob] = deque()
+        self._spill_bytes = 0
+        self._letters_unwritten: set[_SpillJob] = set()
         self._unsettled: set[Batch] = set()
         self._building: int | None = None
         self._stopping = threading.Event()
@@ -132,6 +157,7 @@ class Worker:
         self._next_probe = 0.0
         self._probe_interval = backoff_initial
         self._spool_waiting = spool is not None
+        self._unreadable_reported = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -147,9 +173,12 @@ class Worker:
             sender = threading.Thread(
                 target=self._run_sender, name="ecs-metrics-sender", daemon=True
             )
-            self._threads = [batcher, sender]
-            batcher.start()
-            sender.start()
+            spooler = threading.Thread(
+                target=self._run_spooler, name="ecs-metrics-spooler", daemon=True
+            )
+            self._threads = [batcher, sender, spooler]
+            for thread in self._threads:
+                thread.start()
             self.thread_ids = frozenset(t.ident for t in self._threads if t.ident is not None)
 
     def wake(self) -> None:
@@ -202,6 +231,10 @@ class Worker:
         sender = self._threads[1] if len(self._threads) > 1 else None
         if sender is not None and sender is not threading.current_thread():
             sender.join(0.2)
+        spooler = self._threads[2] if len(self._threads) > 2 else None
+        if spooler is not None and spooler is not threading.current_thread():
+            spooler.join(max(0.0, min(_JOIN_GRACE, deadline - time.monotonic() + _JOIN_GRACE)))
+        self._spill_everything("handler closed before delivery")  # what a send gave up meanwhile
         shipper, self._shipper = self._shipper, None
         if shipper is not None and (sender is None or not sender.is_alive()):
             shipper.close()
@@ -225,6 +258,8 @@ class Worker:
         if self._building is not None and self._building <= target:
             return False
         if not self._queue_head_settled(target):
+            return False
+        if any(job.min_seq <= target for job in self._letters_unwritten):
             return False
         return all(b.min_seq > target for b in self._unsettled)
 
@@ -259,7 +294,9 @@ class Worker:
 
     def _wait_for_room(self) -> None:
         with self._cond:
-            while self._outbox_bytes > self._max_pending_bytes and not self._must_spill():
+            while (self._outbox_bytes > self._max_pending_bytes and not self._must_spill()) or (
+                self._spill_bytes > _SPILL_BACKLOG_BYTES and not self._halt.is_set()
+            ):
                 self._cond.wait(0.05)
 
     def _drain(self) -> None:
@@ -299,15 +336,14 @@ class Worker:
                         self._outbox_bytes -= old.nbytes
                         old.claimed = True
                         overflow.append(old)
+                for old in overflow:
+                    reason = (
+                        "handler closed before delivery"
+                        if old is batch
+                        else "backlog over max_pending_bytes"
+                    )
+                    self._enqueue_spill(_SpillJob(old.items, reason, [old]))
                 self._cond.notify_all()
-            for old in overflow:
-                reason = (
-                    "handler closed before delivery"
-                    if old is batch
-                    else "backlog over max_pending_bytes"
-                )
-                self._spill(old.items, reason)
-                self._settle(old)
 
     def _build(self, entries: list[Entry]) -> Batch | None:
         build = self._builder.build_source
@@ -345,7 +381,12 @@ class Worker:
                 len(rejected),
                 rejected[0].reason,
             )
-            self._dead_letter(rejected)
+            if self._spool is not None:
+                with self._cond:
+                    self._enqueue_spill(
+                        _SpillJob([], "invalid", [], letters=rejected, min_seq=entries[0][0])
+                    )
+                    self._cond.notify_all()
         if not items:
             return None
         return Batch(items=items, min_seq=entries[0][0], nbytes=nbytes)
@@ -392,7 +433,23 @@ class Worker:
         try:
             shipper.put_templates(self._templates)
         except Exception as e:
-            raise ShipError(f"cannot install the index template: {e}", retryable=True) from e
+            status = _http_status(e)
+            if status is None or status == 429 or status >= 500:
+                raise ShipError(f"cannot install the index template: {e}", retryable=True) from e
+            # The cluster answered and refused (401/403: a writer without the template
+            # privilege; 400: a template it does not accept): not an outage. Documents still
+            # ship, into whatever mapping the cluster gives them.
+            self._templates = None
+            self._reporter.error(
+                "template",
+                "ecs_metrics_handler: the index template was refused (HTTP %s: %s); documents "
+                "are shipped without it. Install it once as an administrator "
+                "(handler.install_template() or 'python -m ecs_metrics_handler "
+                "install-template'), then set install_template=False",
+                status,
+                str(e)[:300],
+            )
+            return
         self._templates = None
         self._reporter.info("ecs_metrics_handler: index template installed")
 
@@ -425,7 +482,7 @@ class Worker:
                 # on it can only take what is still unacknowledged.
                 if not self._hand_over(batch, retry):
                     return
-                self._account(result, remaining, replay=False)
+                self._account(result, remaining)
             if not retry:
                 self._settle(batch)
                 return
@@ -468,12 +525,12 @@ class Worker:
             batch.current = unacknowledged
             return True
 
-    def _account(self, result: BulkResult, sent: list[bytes], *, replay: bool) -> list[bytes]:
+    def _account(self, result: BulkResult, sent: list[bytes]) -> list[bytes]:
         """Count a bulk result; dead-letter the refused items; return those to retry.
 
         Blocking disk I/O when there are dead letters.
         """
-        self._stats.add("replayed" if replay else "shipped", result.done)
+        self._stats.add("shipped", result.done)
         if result.duplicates:
             self._stats.add("duplicates", result.duplicates)
         if result.dead:
@@ -481,8 +538,7 @@ class Worker:
                 DeadLetter("refused by the cluster", status=status, error=error, item=sent[pos])
                 for pos, status, error in result.dead
             ]
-            if not replay:
-                self._stats.add("dead_lettered", len(letters))
+            self._stats.add("dead_lettered", len(letters))
             first = result.dead[0]
             self._reporter.warning(
                 "dead-letter",
@@ -495,8 +551,7 @@ class Worker:
         return [sent[pos] for pos in result.retry]
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_initial * (2 ** (attempt - 1)))
-        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+        return backoff_delay(attempt, self._backoff_initial, self._backoff_max)
 
     def _mark_up(self) -> None:
         if self._down:
@@ -522,42 +577,64 @@ class Worker:
         assert spool is not None
         spool.recover_stale_claims()
         claim = spool.claim_oldest()
+        self._report_unreadable(spool)
         if claim is None:
             self._spool_waiting = False
             return
         try:
-            remaining = self._replay_claim(claim)
+            shipper = self._get_shipper()
+            outcome = send_items(
+                shipper,
+                claim.items,
+                self._bulk_docs,
+                before_each=lambda: self._ensure_templates(shipper),
+                halted=self._halt.is_set,
+            )
         except BaseException:
             claim.release(claim.items)
             raise
-        if remaining:
-            claim.release(remaining)
+        self._stats.add("replayed", outcome.done)
+        if outcome.duplicates:
+            self._stats.add("duplicates", outcome.duplicates)
+        if outcome.letters:
+            self._reporter.warning(
+                "dead-letter",
+                "ecs_metrics_handler: %d replayed document(s) refused by the cluster",
+                len(outcome.letters),
+            )
+            self._dead_letter(outcome.letters)
+        if outcome.refused:
+            path = spool.quarantine(outcome.refused, outcome.refused_reason)
+            self._reporter.error(
+                "quarantine",
+                "ecs_metrics_handler: %d spooled document(s) refused as a whole request (%s); "
+                "kept in %s, not retried",
+                len(outcome.refused),
+                outcome.refused_reason,
+                path,
+            )
+        if outcome.answered and outcome.stopped is None:
+            self._mark_up()
+        elif outcome.stopped is not None:
+            self._mark_down()
+            self._reporter.warning(
+                "replay", "ecs_metrics_handler: replay paused: %s", outcome.stopped
+            )
+        if outcome.left:
+            claim.release(outcome.left)
         else:
             claim.done()
 
-    def _replay_claim(self, claim: Claim) -> list[bytes]:
-        shipper = self._get_shipper()
-        left: list[bytes] = []
-        items = claim.items
-        for start in range(0, len(items), self._bulk_docs):
-            chunk = items[start : start + self._bulk_docs]
-            if self._halt.is_set() or left:
-                left.extend(chunk)
-                continue
-            try:
-                self._ensure_templates(shipper)
-                result = shipper.bulk(b"".join(chunk), len(chunk))
-            except ShipError as e:
-                self._mark_down()
-                self._reporter.warning("replay", "ecs_metrics_handler: replay paused: %s", e.reason)
-                left.extend(chunk)
-                continue
-            self._mark_up()
-            retry = self._account(result, chunk, replay=True)
-            if retry:
-                self._mark_down()
-                left.extend(retry)
-        return left
+    def _report_unreadable(self, spool: Spool) -> None:
+        for name in list(spool.unreadable)[self._unreadable_reported :]:
+            self._reporter.error(
+                "unreadable",
+                "ecs_metrics_handler: skipping %s in %s: %s",
+                name,
+                spool.folder,
+                spool.unreadable[name],
+            )
+        self._unreadable_reported = len(spool.unreadable)
 
     def _spill(self, items: list[bytes], reason: str) -> None:
         """Put ``items`` in the failure folder, or count them dropped. Blocking disk I/O."""
@@ -616,10 +693,15 @@ class Worker:
                 more.claimed = True
                 taken.append((more, more.unacknowledged()))
                 size += more.nbytes
+            self._enqueue_spill(
+                _SpillJob(
+                    [item for _, part in taken for item in part],
+                    "cluster unavailable",
+                    [b for b, _ in taken],
+                ),
+                wait=True,
+            )
             self._cond.notify_all()
-        self._spill([item for _, part in taken for item in part], "cluster unavailable")
-        for b, _ in taken:
-            self._settle(b)
 
     def _give_up(self, batch: Batch, items: list[bytes], reason: str) -> None:
         """Spool (or drop) ``items`` of ``batch`` unless close() has claimed it first."""
@@ -627,8 +709,68 @@ class Worker:
             if batch.claimed or batch.settled:
                 return
             batch.claimed = True
-        self._spill(items, reason)
-        self._settle(batch)
+            self._enqueue_spill(_SpillJob(items, reason, [batch]), wait=True)
+            self._cond.notify_all()
+
+    # -- spooler ----------------------------------------------------------------------------
+
+    def _enqueue_spill(self, job: _SpillJob, *, wait: bool = False) -> None:
+        """Hand ``job`` to the spooler thread (call with the lock held).
+
+        With ``wait`` (the sender), first waits while the backlog is over its bound: the
+        sender may wait on the disk, the batcher must not (it waits in ``_wait_for_room``
+        before building instead).
+        """
+        while wait and self._spill_bytes > _SPILL_BACKLOG_BYTES and not self._halt.is_set():
+            self._cond.wait(0.05)
+        self._spill_bytes += sum(len(i) for i in job.items)
+        if job.letters:
+            self._letters_unwritten.add(job)
+        self._spill_jobs.append(job)
+
+    def _take_spill_jobs(self) -> list[_SpillJob]:
+        """Jobs for one segment, oldest first (call with the lock held)."""
+        jobs: list[_SpillJob] = []
+        size = 0
+        while self._spill_jobs and size < _OUTAGE_SEGMENT_BYTES:
+            job = self._spill_jobs.popleft()
+            jobs.append(job)
+            size += sum(len(i) for i in job.items)
+        return jobs
+
+    def _run_spooler(self) -> None:
+        while True:
+            with self._cond:
+                while not self._spill_jobs and not self._stopping.is_set():
+                    self._cond.wait(self._interval)
+                jobs = self._take_spill_jobs()
+                if not jobs and self._stopping.is_set():
+                    return
+            try:
+                self._write_spill_jobs(jobs)
+            except Exception:  # pragma: no cover - a bug; never let the thread die silently
+                self._reporter.error(
+                    "spooler", "ecs_metrics_handler: spooler failed", exc_info=True
+                )
+
+    def _write_spill_jobs(self, jobs: list[_SpillJob]) -> None:
+        """Write ``jobs`` (one segment, one dead-letter file) and settle their batches."""
+        letters = [letter for job in jobs for letter in job.letters or ()]
+        if letters:
+            self._dead_letter(letters)
+        items = [item for job in jobs for item in job.items]
+        try:
+            if items:
+                self._spill(items, jobs[0].reason)
+        finally:
+            with self._cond:
+                self._spill_bytes -= sum(len(i) for i in items)
+                for job in jobs:
+                    self._letters_unwritten.discard(job)
+                    for b in job.batches:
+                        b.settled = True
+                        self._unsettled.discard(b)
+                self._cond.notify_all()
 
     def _settle(self, batch: Batch) -> None:
         with self._cond:
@@ -640,7 +782,7 @@ class Worker:
         if self._spool is None or not letters:
             return
         try:
-            self._spool.write_dead_letters(letters)
+            written = self._spool.write_dead_letters(letters)
         except OSError as e:
             self._reporter.error(
                 "spool-error",
@@ -648,9 +790,23 @@ class Worker:
                 self._spool.folder,
                 e,
             )
+            return
+        if not written:
+            self._reporter.error(
+                "spool-full",
+                "ecs_metrics_handler: %d dead letter(s) not written: %s is over its %d-byte cap",
+                len(letters),
+                self._spool.folder,
+                self._spool.max_bytes,
+            )
 
     def _spill_everything(self, reason: str) -> None:
         """On stop: everything still in memory goes to the spool (or is counted dropped)."""
+        with self._cond:
+            jobs = list(self._spill_jobs)
+            self._spill_jobs.clear()
+        for job in jobs:
+            self._write_spill_jobs([job])
         with self._cond:
             candidates = list(self._outbox)
             self._outbox.clear()
@@ -676,17 +832,35 @@ class Worker:
                 leftover = self._build(entries[start : start + self._bulk_docs])
                 if leftover is not None:
                     self._spill(leftover.items, reason)
+        with self._cond:
+            jobs = list(self._spill_jobs)  # the dead letters of those last records
+            self._spill_jobs.clear()
+        for job in jobs:
+            self._write_spill_jobs([job])
 
 
 def _describe(record: logging.LogRecord, message: Any, payload: Any) -> dict[str, Any]:
+    """What a dead letter keeps of a record that could not become a document. Never raises."""
+    try:
+        text = message if isinstance(message, str) else str(message)
+    except Exception:
+        text = safe_repr(message)
     return {
-        "logger": record.name,
-        "level": record.levelname,
-        "created": record.created,
-        "message": str(message),
-        "payload": payload if isinstance(payload, (dict, list, str, int, float)) else repr(payload),
+        "logger": plain(record.name),
+        "level": plain(record.levelname),
+        "created": plain(record.created),
+        "message": plain(text),
+        "payload": plain(payload),
         "pid": os.getpid(),
     }
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status of a client error (elasticsearch-py or opensearch-py), if it has one."""
+    status = getattr(error, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(getattr(error, "meta", None), "status", None)
+    return status if isinstance(status, int) else None
 
 
 def _reason_text(error: Any) -> str:

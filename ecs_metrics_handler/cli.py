@@ -198,7 +198,8 @@ def _replay(args: argparse.Namespace) -> int:
     print(
         f"replay: {result.segments} segment(s), {result.indexed} indexed, "
         f"{result.duplicates} already there, "
-        f"{result.dead_lettered} dead-lettered, {result.left} left for later"
+        f"{result.dead_lettered} dead-lettered, {result.quarantined} quarantined, "
+        f"{result.left} left for later"
     )
     for error in result.errors[:5]:
         print(f"replay: error: {error}", file=sys.stderr)

@@ -491,9 +491,11 @@ def weakref_to(handler: logging.Handler) -> Any:
 
 
 def test_memory_stays_flat_through_a_long_outage(tmp_path: Path) -> None:
-    """500,000 metrics into a dead port with a failure folder, logged flat out: once the queue's
-    bound is reached RSS stops growing (less than 16 MiB between 250,000 and 500,000), and no
-    metric is dropped (the full million is measured by benchmarks/bench_memory.py)."""
+    """500,000 metrics into a dead port with a failure folder, logged flat out: memory is
+    bounded by the queue, not by the count (RSS grows less than 48 MiB between 250,000 and
+    500,000, where one document kept per metric would add about 100 MiB), and no metric is
+    dropped: the logging call waits for the worker instead, and the worker never waits on the
+    disk (the full million is measured by benchmarks/bench_memory.py)."""
     code = textwrap.dedent(
         """
         import logging, sys, psutil
@@ -522,4 +524,4 @@ def test_memory_stays_flat_through_a_long_outage(tmp_path: Path) -> None:
         f"at 500k: {at_500k / 2**20:.0f} MiB (+{growth_mib:.1f})"
     )
     assert (spooled, dropped) == (500_000, 0)
-    assert growth_mib < 16
+    assert growth_mib < 48

@@ -449,3 +449,55 @@ def test_opensearch_backend_ships_to_opensearch(
     assert [h["_source"]["metrics"]["value"] for h in hits] == [4.5]
     mapping = os_client.indices.get_mapping(index=hits[0]["_index"])[hits[0]["_index"]]["mappings"]
     assert mapping["properties"]["metrics"]["properties"]["value"]["type"] == "double"
+
+
+def test_a_hostile_failure_folder_never_stops_live_delivery(
+    es_server: Any, es_client: Any, unique_name: str, logger: logging.Logger, tmp_path: Path
+) -> None:
+    """A directory and a FIFO under segment names, and a segment the node refuses as a whole
+    request (400): live metrics still ship, the good segment is replayed, the refused one is
+    quarantined with its reason, and the command line's replay neither hangs nor crashes."""
+    import os
+    import time
+
+    import orjson
+
+    def name(n: int) -> str:
+        return f"segment-20000101T000000.000000Z-1-{n:06d}.ndjson"
+
+    (tmp_path / name(1)).mkdir()
+    os.mkfifo(tmp_path / name(2))
+    bad = b'{"create":{"_index":"%s-bad","no_such_parameter":1}}\n{"n":1}\n' % unique_name.encode()
+    (tmp_path / name(3)).write_bytes(bad)
+    good = b"".join(
+        orjson.dumps({"create": {"_index": f"{unique_name}-old", "_id": f"old{i}"}})
+        + b"\n"
+        + orjson.dumps({"@timestamp": "2026-01-01T00:00:00Z", "n": i})
+        + b"\n"
+        for i in range(3)
+    )
+    (tmp_path / name(4)).write_bytes(good)
+
+    handler = _handler(
+        es_server, unique_name, flush_failure_folder=str(tmp_path), flush_frequency_in_sec=0.1
+    )
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("m", extra=metric("m", i))
+    assert handler.flush(20)
+    deadline = time.monotonic() + 30
+    while handler.stats()["replayed"] < 3 and time.monotonic() < deadline:
+        handler.flush(1)
+    stats = handler.stats()
+    assert (stats["shipped"], stats["replayed"]) == (50, 3), stats
+    (quarantined,) = tmp_path.glob("quarantined-*.ndjson")
+    assert quarantined.read_bytes() == bad
+    reason = quarantined.with_name(quarantined.name + ".reason").read_text()
+    assert "400" in reason
+    assert (tmp_path / name(1)).is_dir() and (tmp_path / name(2)).exists()
+    assert not (tmp_path / name(3)).exists() and not (tmp_path / name(4)).exists()
+    es_client.indices.refresh(index=f"{unique_name}-*")
+    assert len(_search(es_client, f"{unique_name}-old")) == 3
+
+    result = replay(tmp_path, hosts=[es_server.url])
+    assert result.left == 0 and any("not a regular file" in e for e in result.errors)

@@ -428,3 +428,118 @@ def test_a_full_queue_waits_a_bounded_time_then_drops_counting(logger: logging.L
     stats = handler.stats()
     assert stats["dropped_reasons"].get("in-memory queue full (max_queue_records)", 0) >= 1
     assert took < 0.1
+
+
+def _identity_holds(stats: dict[str, Any]) -> bool:
+    settled = sum(
+        stats[k] for k in ("shipped", "spooled", "dead_lettered", "invalid", "dropped", "pending")
+    )
+    return bool(stats["emitted"] == settled)
+
+
+def test_a_record_whose_message_cannot_be_formatted_still_ships_its_metric(
+    logger: logging.Logger,
+) -> None:
+    handler, cluster = make()
+    record = logger.makeRecord(
+        logger.name,
+        logging.INFO,
+        __file__,
+        1,
+        "%d queries",
+        ("not a number",),
+        None,
+        extra=metric("q", 1),
+    )
+    handler.handle(record)  # other handlers (pytest's) would report the format error
+    assert handler.flush(5)
+    (doc,) = cluster.documents()
+    assert doc["metrics"]["name"] == "q" and doc["message"] == "%d queries"
+    assert _identity_holds(handler.stats()) and handler.stats()["shipped"] == 1
+
+
+def test_a_payload_no_dead_letter_can_hold_as_is_costs_no_other_metric(
+    logger: logging.Logger, tmp_path: Path
+) -> None:
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    handler, _ = make(flush_failure_folder=str(tmp_path), flush_frequency_in_sec=30)
+    logger.addHandler(handler)
+    for i in range(100):
+        logger.info("ok", extra=metric("good", i))
+    for bad in ({1: "x"}, {"name": "m", "value": 2**80}, {"name": "\udc80"}, BadRepr()):
+        logger.info("bad", extra={"metric": bad})
+    for i in range(100):
+        logger.info("ok", extra=metric("good", i))
+    assert handler.flush(5)
+    stats = handler.stats()
+    # a value over 64 bits and a lone surrogate are converted and ship; the other two are invalid
+    assert (stats["shipped"], stats["invalid"]) == (202, 2), stats
+    assert _identity_holds(stats)
+    lines = [
+        line
+        for p in tmp_path.glob("dead-letter-*.ndjson")
+        for line in p.read_bytes().split(b"\n")
+        if line
+    ]
+    assert len(lines) == 2
+
+
+class _NoTemplateRights(FakeCluster):
+    """A writer that may index documents but not install templates: 403 on the template."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.template_calls = 0
+
+    def perform_request(self, *args: Any, **kwargs: Any) -> Any:
+        from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+        from elasticsearch import AuthorizationException
+
+        self.template_calls += 1
+        meta = ApiResponseMeta(
+            status=403,
+            http_version="1.1",
+            headers=HttpHeaders(),
+            duration=0.0,
+            node=NodeConfig("http", "localhost", 9200),
+        )
+        raise AuthorizationException(message="security_exception", meta=meta, body={})
+
+
+def test_a_refused_template_is_reported_once_and_documents_still_ship(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = _NoTemplateRights()
+    handler, _ = make(cluster, install_template=True)
+    logger.addHandler(handler)
+    for i in range(5):
+        logger.info("m", extra=metric("m", i))
+    assert handler.flush(5)
+    logger.info("m", extra=metric("m", 5))
+    assert handler.flush(5)
+    assert handler.stats()["shipped"] == 6 and handler.stats()["spooled"] == 0
+    assert cluster.template_calls == 1
+    assert any("template was refused (HTTP 403" in r.getMessage() for r in caplog.records)
+
+
+class _EmptyAnswers(FakeCluster):
+    """A proxy that answers every bulk request ``200 {}``."""
+
+    def bulk(self, *, operations: bytes, filter_path: str | None = None, **_: Any) -> Any:
+        response = super().bulk(operations=b"", filter_path=filter_path)
+        response.body = {}
+        return response
+
+
+def test_an_empty_answer_acknowledges_nothing(logger: logging.Logger, tmp_path: Path) -> None:
+    handler, _ = make(_EmptyAnswers(), flush_failure_folder=str(tmp_path), max_retries=1)
+    logger.addHandler(handler)
+    for i in range(10):
+        logger.info("m", extra=metric("m", i))
+    assert handler.flush(5)
+    stats = handler.stats()
+    assert (stats["shipped"], stats["spooled"]) == (0, 10), stats
+    assert _identity_holds(stats)

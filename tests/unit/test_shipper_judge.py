@@ -16,9 +16,30 @@ def _item(status: int, error: dict[str, str] | None = None) -> dict[str, dict[st
     return {"create": op}
 
 
-def test_answer_without_errors_is_all_done_without_reading_items() -> None:
-    result = judge({"errors": False}, 3)
+def test_answer_without_errors_and_one_item_per_document_is_all_done() -> None:
+    result = judge({"errors": False, "items": [_item(201)] * 3}, 3)
     assert (result.done, result.retry, result.dead) == (3, [], [])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"errors": False}, {"items": [_item(201)] * 3}, {"errors": False, "items": "x"}],
+    ids=["empty", "no-items", "no-errors-flag", "items-not-a-list"],
+)
+def test_an_answer_that_is_not_a_bulk_answer_acknowledges_nothing(body: dict[str, object]) -> None:
+    result = judge(body, 3)
+    assert (result.done, result.retry, result.dead) == (0, [0, 1, 2], [])
+
+
+def test_a_short_answer_without_errors_retries_the_missing_items() -> None:
+    result = judge({"errors": False, "items": [_item(201)]}, 3)
+    assert (result.done, result.retry) == (1, [1, 2])
+
+
+def test_malformed_items_are_retried_not_counted() -> None:
+    body = {"errors": True, "items": [_item(201), "junk", {"create": {"status": "x"}}, {}]}
+    result = judge(body, 4)
+    assert (result.done, result.retry, result.dead) == (1, [1, 2, 3], [])
 
 
 def test_each_item_is_sorted_by_its_status() -> None:

@@ -133,3 +133,124 @@ def test_dead_letters_carry_reason_status_and_document(tmp_path: Path) -> None:
     assert second["reason"] == "invalid metric: no name"
     assert second["record"]["payload"] == {"value": 1}
     assert spool.segments() == []  # dead letters are never offered for replay
+
+
+def test_what_is_not_a_regular_file_under_a_segment_name_is_skipped_without_blocking(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    (tmp_path / "segment-00000000T000000.000000Z-1-000001.ndjson").mkdir()
+    os.mkfifo(tmp_path / "segment-00000000T000000.000000Z-1-000002.ndjson")
+    (tmp_path / "segment-00000000T000000.000000Z-1-000003.ndjson").symlink_to("/etc/passwd")
+    spool.write_segment([_pair(7)])
+    claim = spool.claim_oldest()  # would hang forever in open() on the FIFO
+    assert claim is not None and claim.items == [_pair(7)]
+    assert sorted(n[-13:] for n in spool.unreadable) == [
+        "000001.ndjson",
+        "000002.ndjson",
+        "000003.ndjson",
+    ]
+    claim.done()
+    assert spool.claim_oldest() is None
+
+
+def test_a_claim_left_by_an_earlier_process_with_our_pid_is_recovered(tmp_path: Path) -> None:
+    """PID 1 in a restarted container, or any reused pid: the token tells them apart."""
+    spool = Spool(tmp_path)
+    spool.write_segment([_pair(1)])
+    (segment,) = spool.segments()
+    os.rename(segment, segment.with_name(f"{segment.name}.claimed-{os.getpid()}-0000dead"))
+    assert spool.segments() == []
+    assert spool.recover_stale_claims() == 1
+    assert spool.segments() == [segment]
+
+
+def test_our_own_live_claim_is_not_recovered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write_segment([_pair(1)])
+    claim = spool.claim_oldest()
+    assert claim is not None
+    assert spool.recover_stale_claims() == 0
+    assert Spool(tmp_path).recover_stale_claims() == 1  # another Spool: another token
+
+
+def test_dead_letters_count_against_the_cap(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=2000)
+    letters = [DeadLetter("refused", status=400, item=_pair(i)) for i in range(5)]
+    assert spool.write_dead_letters(letters)
+    assert not spool.write_dead_letters([DeadLetter("x", item=_pair(0))] * 50)
+    total = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert total <= 2000
+    assert not spool.write_segment([_pair(0)] * 50)
+
+
+def test_a_failed_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        spool.write_segment([_pair(1)])
+    assert list(tmp_path.iterdir()) == []
+    assert spool.size() == 0
+
+
+def test_a_planted_symlink_at_a_temporary_name_is_never_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when an attacker guesses the temporary name, the write refuses to follow it."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    folder = tmp_path / "spool"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setattr("ecs_metrics_handler._spool.secrets.token_hex", lambda n=8: "guessed")
+    spool = Spool(folder, clock=lambda: 0.0)
+    name = f"segment-19700101T000000.000000Z-{os.getpid()}-000001.ndjson"
+    (folder / f".tmp-guessed-{name}").symlink_to(victim)
+    with pytest.raises(OSError):
+        spool.write_segment([_pair(1)])
+    assert victim.read_bytes() == b"precious"
+    assert not (folder / name).exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {1: "non-string key"},
+        {"big": 2**80},
+        {"s": "lone \udc80 surrogate"},
+        "nested",
+        "bad-repr",
+    ],
+)
+def test_a_dead_letter_is_written_whatever_the_record_holds(
+    tmp_path: Path, payload: object
+) -> None:
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    if payload == "nested":
+        deep: list[object] = []
+        for _ in range(300):
+            deep = [deep]
+        payload = {"deep": deep}
+    elif payload == "bad-repr":
+        payload = {"obj": BadRepr()}
+    spool = Spool(tmp_path)
+    assert spool.write_dead_letters([DeadLetter("invalid metric", record={"payload": payload})])
+    (dead,) = tmp_path.glob("dead-letter-*.ndjson")
+    entry = orjson.loads(dead.read_bytes())
+    assert entry["reason"] == "invalid metric" and "payload" in entry["record"]
+
+
+def test_quarantine_keeps_the_documents_and_the_reason(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    path = spool.quarantine([_pair(1), _pair(2)], "HTTP 400: bad request")
+    assert read_items(path) == [_pair(1), _pair(2)]
+    assert path.with_name(path.name + ".reason").read_text().strip() == "HTTP 400: bad request"
+    assert spool.segments() == []
