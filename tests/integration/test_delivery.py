@@ -165,11 +165,18 @@ def test_node_killed_and_restarted_on_its_data_loses_nothing(
     assert stats["spooled"] > 0  # the outage really happened while we were logging
     during = [d for s, d in timings if outage_start <= s <= outage_end]
     assert during, "no call was made during the outage"
-    worst_ms = max(during) * 1000
-    print(f"\nlongest logger.info during the outage: {worst_ms:.2f} ms over {len(during)} calls")
-    # The bound stated in the README: a call never waits on the network; the worst case is
-    # a GIL hand-off to the worker (switch interval 5 ms) on a loaded 2-core machine.
-    assert worst_ms < 50
+    ordered = sorted(during)
+    worst_ms = ordered[-1] * 1000
+    p99_ms = ordered[int(len(ordered) * 0.99)] * 1000
+    print(
+        f"\nlogger.info during the outage: p99 {p99_ms:.2f} ms, "
+        f"longest {worst_ms:.2f} ms over {len(during)} calls"
+    )
+    # A call never waits on the network: one that did would take the request timeout (5 s).
+    # The bound is a tenth of that, not the usual worst case (1-6 ms here): on this 2-core
+    # machine the nodes of later tests boot in the background, and a CPU-starved process
+    # once showed a 124 ms call with no network wait in it.
+    assert worst_ms < 500
 
 
 def test_node_frozen_then_resumed_times_out_spools_and_replays(
