@@ -673,11 +673,6 @@ class HandlerOptions:
         """The data stream name when one is set, else the index prefix."""
         return self.data_stream or self.es_index_name
 
-    def replace(self, **changes: Any) -> HandlerOptions:
-        """A copy with ``changes`` applied, validated like :meth:`from_kwargs`."""
-        current = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        return HandlerOptions.from_kwargs(**{**current, **changes})
-
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> HandlerOptions:
         """Validate and coerce keyword options; the only place that does.

@@ -157,8 +157,7 @@ class DocumentBuilder:
     the original library's semantics); ``hostname`` defaults to ``socket.gethostname()`` and
     ``pid`` to ``os.getpid()`` (used when a record carries no process id).
 
-    Not thread-safe to reconfigure (:meth:`refresh_process`), but :meth:`build` may run in
-    several threads at once. Subclass and override :meth:`build` to add or change fields::
+    Immutable once built, so :meth:`build` may run in several threads at once. Subclass and override :meth:`build` to add or change fields::
 
         class TenantDocumentBuilder(DocumentBuilder):
             def build(self, record, message, payload):
@@ -225,11 +224,6 @@ class DocumentBuilder:
     def pid(self) -> int:
         """The process id written when a record carries none."""
         return self._pid
-
-    def refresh_process(self, pid: int) -> None:
-        """Call in a forked child: takes the new ``pid`` and a new ``agent.ephemeral_id``."""
-        self._pid = pid
-        self._compute_static()
 
     def build_source(
         self, record: logging.LogRecord, message: str, payload: object | None

@@ -25,7 +25,7 @@ import datetime
 import time
 from typing import Final
 
-from ._config import HandlerOptions, IndexNameFrequency, IndexTimezone
+from ._config import IndexNameFrequency, IndexTimezone
 
 __all__ = ["IndexNamer", "epoch_millis", "index_name"]
 
@@ -118,16 +118,6 @@ class IndexNamer:
         self.data_stream = data_stream
         # (first second of the cached day, first second of the next day, name)
         self._cache: tuple[int, int, str] = (0, 0, "")
-
-    @classmethod
-    def from_options(cls, options: HandlerOptions) -> IndexNamer:
-        """The namer the options describe."""
-        return cls(
-            options.es_index_name,
-            options.index_name_frequency,
-            options.index_name_timezone,
-            options.data_stream,
-        )
 
     @property
     def index_patterns(self) -> list[str]:

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "action_line", "bulk_pair", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "action_line", "bulk_pair", "dumps"]
 
 #: Nesting depth kept by the sanitising fallback; deeper values become strings.
 MAX_DEPTH: Final = 100
@@ -157,11 +157,6 @@ def dumps(doc: Mapping[str, Any]) -> bytes:
             "error": {"type": type(error).__qualname__, "message": _safe_str(error)},
         }
         return orjson.dumps(fallback)
-
-
-def loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """Parse JSON (``orjson.loads``); raises ``orjson.JSONDecodeError`` (a ValueError)."""
-    return orjson.loads(data)
 
 
 def action_line(index: str, doc_id: str) -> bytes:

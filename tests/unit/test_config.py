@@ -99,15 +99,6 @@ def test_service_name_defaults_to_the_script_name(monkeypatch: pytest.MonkeyPatc
     assert (named.resolved_service_name, named.resolved_event_dataset) == ("shop", "shop.timings")
 
 
-def test_replace_revalidates() -> None:
-    """replace() goes through the same checks as from_kwargs."""
-    options = HandlerOptions.from_kwargs(hosts="es1", buffer_size=10)
-    assert options.replace(buffer_size=20).buffer_size == 20
-    assert options.replace(buffer_size=20).hosts == ("http://es1:9200",)
-    with pytest.raises(ConfigurationError):
-        options.replace(buffer_size=0)
-
-
 # ----------------------------------------------------------------------------------- enums
 
 

@@ -218,18 +218,13 @@ def test_service_fields_and_dataset_come_from_the_options() -> None:
 
 
 def test_a_record_without_process_id_uses_the_builders_pid() -> None:
-    """logging.logProcesses=False leaves record.process None; refresh_process sets ours."""
+    """logging.logProcesses=False leaves record.process None: the builder's pid is used."""
     record = make_record()
     record.process = None
     record.thread = None
     builder = make_builder()
-    first_id = builder.build(record, "m", {"name": "x"})["agent"]["ephemeral_id"]
     assert builder.build(record, "m", {"name": "x"})["process"] == {"pid": 99, "name": PROCESS_NAME}
-    builder.refresh_process(1234)
-    doc = builder.build(record, "m", {"name": "x"})
-    assert doc["process"]["pid"] == 1234
-    assert builder.pid == 1234
-    assert doc["agent"]["ephemeral_id"] != first_id
+    assert builder.pid == 99
 
 
 # ---------------------------------------------------------------------- additional fields

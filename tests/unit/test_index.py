@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ecs_metrics_handler._config import HandlerOptions, IndexNameFrequency, IndexTimezone
+from ecs_metrics_handler._config import IndexNameFrequency, IndexTimezone
 from ecs_metrics_handler._index import IndexNamer, epoch_millis, index_name
 
 DAILY = IndexNameFrequency.DAILY
@@ -147,10 +147,9 @@ def test_a_data_stream_receives_everything() -> None:
     assert namer.index_patterns == ["metrics-app-default"]
 
 
-def test_namer_from_options_and_patterns() -> None:
-    """from_options takes prefix, frequency, zone and data stream from the options."""
-    options = HandlerOptions.from_kwargs(es_index_name="shop", index_name_frequency="monthly")
-    namer = IndexNamer.from_options(options)
+def test_namer_names_and_patterns() -> None:
+    """A monthly namer names by month; its pattern matches every name it gives."""
+    namer = IndexNamer("shop", IndexNameFrequency.MONTHLY)
     assert namer(utc(2024, 8, 9)) == "shop-2024.08"
     assert namer.index_patterns == ["shop-*"]
     assert IndexNamer("shop", NEVER).index_patterns == ["shop"]
