@@ -157,7 +157,8 @@ class DocumentBuilder:
     the original library's semantics); ``hostname`` defaults to ``socket.gethostname()`` and
     ``pid`` to ``os.getpid()`` (used when a record carries no process id).
 
-    Immutable once built, so :meth:`build` may run in several threads at once. Subclass and override :meth:`build` to add or change fields::
+    Immutable once built, so :meth:`build` may run in several threads at once. Subclass and
+    override :meth:`build` to add or change fields::
 
         class TenantDocumentBuilder(DocumentBuilder):
             def build(self, record, message, payload):

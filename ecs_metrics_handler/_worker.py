@@ -74,6 +74,11 @@ class _SpillJob:
     letters: list[DeadLetter] | None = None
     #: for dead letters: the lowest sequence number among their records (flush waits on it)
     min_seq: int = 0
+    nbytes: int = -1  # computed from ``items`` once
+
+    def __post_init__(self) -> None:
+        if self.nbytes < 0:
+            self.nbytes = sum(len(i) for i in self.items)
 
 
 @dataclass(eq=False, slots=True)
@@ -723,7 +728,7 @@ class Worker:
         """
         while wait and self._spill_bytes > _SPILL_BACKLOG_BYTES and not self._halt.is_set():
             self._cond.wait(0.05)
-        self._spill_bytes += sum(len(i) for i in job.items)
+        self._spill_bytes += job.nbytes
         if job.letters:
             self._letters_unwritten.add(job)
         self._spill_jobs.append(job)
@@ -735,7 +740,7 @@ class Worker:
         while self._spill_jobs and size < _OUTAGE_SEGMENT_BYTES:
             job = self._spill_jobs.popleft()
             jobs.append(job)
-            size += sum(len(i) for i in job.items)
+            size += job.nbytes
         return jobs
 
     def _run_spooler(self) -> None:
@@ -764,19 +769,22 @@ class Worker:
                 self._spill(items, jobs[0].reason)
         finally:
             with self._cond:
-                self._spill_bytes -= sum(len(i) for i in items)
                 for job in jobs:
+                    self._spill_bytes -= job.nbytes
                     self._letters_unwritten.discard(job)
                     for b in job.batches:
-                        b.settled = True
-                        self._unsettled.discard(b)
+                        self._mark_settled(b)
                 self._cond.notify_all()
 
     def _settle(self, batch: Batch) -> None:
         with self._cond:
-            batch.settled = True
-            self._unsettled.discard(batch)
+            self._mark_settled(batch)
             self._cond.notify_all()
+
+    def _mark_settled(self, batch: Batch) -> None:
+        """``batch`` has its final disposition (call with the lock held)."""
+        batch.settled = True
+        self._unsettled.discard(batch)
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         if self._spool is None or not letters:
