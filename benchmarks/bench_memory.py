@@ -10,7 +10,8 @@ Modes (all with ``flush_failure_folder`` set to a fresh temporary folder,
 
 * ``down``: the server is down (a closed port) and the application emits as fast
   as it can. The handler's in-memory queue is bounded (``max_queue_records``):
-  what the worker cannot spool in time is dropped and counted.
+  a logging call that finds it full waits (up to 1 s with a failure folder) for room;
+  what still finds no room is dropped and counted.
 * ``down_paced``: the server is down, and the application pauses (sleeps) while
   more than 20,000 metrics are pending, so every metric reaches the failure folder.
 * ``up_paced``: the local bulk endpoint acknowledges everything; paced the same way.

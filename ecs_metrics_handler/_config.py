@@ -650,9 +650,9 @@ class HandlerOptions:
     retry_backoff_initial: float = 0.5
     retry_backoff_max: float = 30.0
     #: Records held in memory before the handler drops (and counts) new ones (>= buffer_size).
-    max_queue_records: int = 100_000
-    #: Serialised bytes held in memory waiting to ship before batches spill to disk (32 MiB).
-    max_pending_bytes: int = 32 << 20
+    max_queue_records: int = 50_000
+    #: Serialised bytes held in memory waiting to ship or to be spooled (16 MiB).
+    max_pending_bytes: int = 16 << 20
     #: Seconds ``flush()`` and ``close()`` may block (> 0).
     flush_timeout: float = 5.0
     #: Install the index (or data stream) template when the worker starts.

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import logging
 import os
 import socket
 import sys
@@ -44,6 +43,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from ._capture import Entry, RecordLike, safe_str
 from ._config import HandlerOptions, iter_leaves, thaw
 from ._metric import exception_type_name, normalize_metric_fields
 from ._serialize import dumps
@@ -142,13 +142,6 @@ def _set_path(target: dict[str, Any], path: tuple[str, ...], value: str) -> None
     target[path[-1]] = value
 
 
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
-
-
 class DocumentBuilder:
     """Builds one ECS document per record; see the module documentation for the layout.
 
@@ -222,13 +215,20 @@ class DocumentBuilder:
             self._static_tail = b"," + dumps(static)[1:]
 
     @property
+    def needs_live_record(self) -> bool:
+        """Whether :meth:`build` may read attributes beyond the standard ones (it is overridden).
+
+        The handler then queues the live ``LogRecord``; otherwise a compact
+        :class:`~ecs_metrics_handler._capture.Entry` of the standard fields.
+        """
+        return type(self).build is not DocumentBuilder.build
+
+    @property
     def pid(self) -> int:
         """The process id written when a record carries none."""
         return self._pid
 
-    def build_source(
-        self, record: logging.LogRecord, message: str, payload: object | None
-    ) -> bytes:
+    def build_source(self, record: RecordLike, message: str, payload: object | None) -> bytes:
         """The document for ``record`` serialised to JSON: what ``dumps(self.build(...))`` gives.
 
         Faster when :meth:`build` is not overridden: the parts that never change were
@@ -240,9 +240,7 @@ class DocumentBuilder:
             return dumps(self.build(record, message, payload))
         return dumps(self._build(record, message, payload, with_static=False))[:-1] + tail
 
-    def build(
-        self, record: logging.LogRecord, message: str, payload: object | None
-    ) -> dict[str, Any]:
+    def build(self, record: RecordLike, message: str, payload: object | None) -> dict[str, Any]:
         """The ECS document for ``record``.
 
         ``message`` is the formatted message; ``payload`` the metric payload, or ``None`` for a
@@ -254,7 +252,7 @@ class DocumentBuilder:
         return self._build(record, message, payload, with_static=True)
 
     def _build(
-        self, record: logging.LogRecord, message: str, payload: object | None, *, with_static: bool
+        self, record: RecordLike, message: str, payload: object | None, *, with_static: bool
     ) -> dict[str, Any]:
         created = record.created
         doc: dict[str, Any] = {"@timestamp": format_timestamp(created), "message": message}
@@ -312,7 +310,11 @@ class DocumentBuilder:
             for key, value, copy in self._static:
                 doc[key] = copy(value)
 
-        if record.exc_info or record.exc_text:
+        if (
+            record.exc_info
+            or record.exc_text
+            or (type(record) is Entry and record.error is not None)
+        ):
             error = self._error_fields(record, error)
         if error is not None:
             doc["error"] = error
@@ -327,13 +329,16 @@ class DocumentBuilder:
         return doc
 
     @staticmethod
-    def _error_fields(record: logging.LogRecord, error: dict[str, Any] | None) -> dict[str, Any]:
+    def _error_fields(record: RecordLike, error: dict[str, Any] | None) -> dict[str, Any]:
         fields: dict[str, Any] = {} if error is None else error
         exc_info = record.exc_info
-        if exc_info and exc_info[0] is not None:
+        if type(record) is Entry and record.error is not None:
+            fields["type"], fields["message"] = record.error
+            stack = record.exc_text or ""
+        elif exc_info and exc_info[0] is not None:
             exc_type, exc_value, exc_tb = exc_info
             fields["type"] = exception_type_name(exc_type)
-            fields["message"] = _safe_str(exc_value)
+            fields["message"] = safe_str(exc_value)
             stack = record.exc_text or "".join(
                 traceback.format_exception(exc_type, exc_value, exc_tb)
             )

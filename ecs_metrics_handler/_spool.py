@@ -46,7 +46,7 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -208,9 +208,8 @@ class Claim:
     def release(self, remaining: Sequence[bytes]) -> None:
         """Put ``remaining`` documents back under the segment's original name, for a later try."""
         if remaining:
-            data = b"".join(remaining)
-            self.spool._write_atomic(self.spool.folder / self.name, data)
-            self.spool._adjust(len(data))
+            self.spool._write_atomic(self.spool.folder / self.name, remaining)
+            self.spool._adjust(sum(len(item) for item in remaining))
         self.spool._remove(self.path)
 
 
@@ -246,7 +245,7 @@ class Spool:
         """
         if not items:
             return True
-        return self._write_capped(SEGMENT_PREFIX, b"".join(items))
+        return self._write_capped(SEGMENT_PREFIX, items)
 
     def write_dead_letters(self, entries: Iterable[DeadLetter]) -> bool:
         """Write ``entries`` to a new dead-letter file. Blocking disk I/O.
@@ -258,20 +257,21 @@ class Spool:
         data = b"".join(entry.to_json(now) + b"\n" for entry in entries)
         if not data:
             return True
-        return self._write_capped(DEAD_LETTER_PREFIX, data)
+        return self._write_capped(DEAD_LETTER_PREFIX, (data,))
 
-    def _write_capped(self, prefix: str, data: bytes) -> bool:
+    def _write_capped(self, prefix: str, parts: Sequence[bytes]) -> bool:
+        size = sum(len(part) for part in parts)
         self._ensure_folder()
         with self._lock:
-            if self._size + len(data) > self.max_bytes:
+            if self._size + size > self.max_bytes:
                 self._size = self._scan_size()  # other processes may have replayed meanwhile
-                if self._size + len(data) > self.max_bytes:
+                if self._size + size > self.max_bytes:
                     return False
-            self._size += len(data)
+            self._size += size
         try:
-            self._write_atomic(self.folder / self._new_name(prefix), data)
+            self._write_atomic(self.folder / self._new_name(prefix), parts)
         except BaseException:
-            self._adjust(-len(data))
+            self._adjust(-size)
             raise
         return True
 
@@ -283,15 +283,14 @@ class Spool:
         with ``.reason``. The bytes move from a segment, so the cap is not checked again.
         Blocking disk I/O; raises ``OSError`` when the disk refuses.
         """
-        data = b"".join(items)
         self._ensure_folder()
         target = self.folder / self._new_name(QUARANTINE_PREFIX)
-        self._write_atomic(target, data)
-        self._adjust(len(data))
+        self._write_atomic(target, items)
+        self._adjust(sum(len(item) for item in items))
         with contextlib.suppress(OSError):
             self._write_atomic(
                 target.with_name(target.name + ".reason"),
-                reason.encode("utf-8", "replace") + b"\n",
+                (reason.encode("utf-8", "replace") + b"\n",),
             )
         return target
 
@@ -408,20 +407,23 @@ class Spool:
         stamp = datetime.fromtimestamp(self._clock(), timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         return f"{prefix}{stamp}-{os.getpid()}-{next(self._counter):06d}{SUFFIX}"
 
-    def _write_atomic(self, target: Path, data: bytes) -> None:
-        """Write ``data`` to a fresh temporary file, fsync it, rename it to ``target``.
+    def _write_atomic(self, target: Path, parts: Sequence[bytes]) -> None:
+        """Write ``parts`` in order to a fresh temporary file, fsync it, rename it to ``target``.
 
-        The temporary name is unpredictable and created exclusively, never through a symlink;
-        it is removed when anything fails (a full disk), so nothing is left behind.
+        The parts are joined in pieces of at most 1 MiB, so a segment never exists twice in
+        memory and no single call holds the GIL for long. The temporary name is unpredictable
+        and created exclusively, never through a symlink; it is removed when anything fails (a
+        full disk), so nothing is left behind.
         """
         tmp = target.with_name(f"{_TMP_PREFIX}{secrets.token_hex(8)}-{target.name}")
         fd = os.open(tmp, _WRITE_FLAGS, 0o600)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view[:_WRITE_CHUNK])
-                    view = view[written:]
+                for piece in _pieces(parts, _WRITE_CHUNK):
+                    view = memoryview(piece)
+                    while view:
+                        written = os.write(fd, view[:_WRITE_CHUNK])
+                        view = view[written:]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -436,6 +438,20 @@ class Spool:
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 #: one write() call at most this many bytes: the GIL is released during each call anyway
 _WRITE_CHUNK = 1 << 20
+
+
+def _pieces(parts: Sequence[bytes], limit: int) -> Iterator[bytes]:
+    """``parts`` joined into consecutive pieces of about ``limit`` bytes (a larger part alone)."""
+    group: list[bytes] = []
+    size = 0
+    for part in parts:
+        if group and size + len(part) > limit:
+            yield b"".join(group)
+            group, size = [], 0
+        group.append(part)
+        size += len(part)
+    if group:
+        yield b"".join(group)
 
 
 def _iso(ts: float) -> str:

@@ -30,7 +30,6 @@ condition guards only in-memory bookkeeping.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backoff import backoff_delay
+from ._capture import Entry
 from ._document import DocumentBuilder
 from ._index import IndexNamer
 from ._report import Reporter
@@ -50,18 +50,13 @@ from ._spool import DeadLetter, Spool, plain, safe_repr
 from ._stats import DeliveryStats
 from .exceptions import InvalidMetricError
 
-__all__ = ["Batch", "Entry", "Worker"]
+__all__ = ["Batch", "Worker"]
 
-#: What an application thread captures: (sequence number, record, copied payload, message).
-Entry = tuple[int, logging.LogRecord, Any, Any]
 
 _MIN_BULK_DOCS = 500
 #: during an outage, batches waiting to ship are spooled together, up to this size a segment
 _OUTAGE_SEGMENT_BYTES = 16 << 20
 _JOIN_GRACE = 1.0
-#: documents handed to the spooler thread but not written yet, at most this many bytes; past
-#: it the batcher waits (and so, after its short pause, does a logging call)
-_SPILL_BACKLOG_BYTES = 16 << 20
 
 
 @dataclass(eq=False, slots=True)
@@ -132,7 +127,12 @@ class Worker:
         self._id_prefix = id_prefix
         self._bulk_docs = max(buffer_size, _MIN_BULK_DOCS)
         self._interval = flush_interval
-        self._max_pending_bytes = max_pending_bytes
+        # ``max_pending_bytes`` bounds both halves of what waits in memory as documents:
+        #: batches waiting for the sender (back-pressure or spill beyond it) ...
+        self._outbox_max = max(1, max_pending_bytes - max_pending_bytes // 2)
+        #: ... and documents handed to the spooler thread but not written yet; past it the
+        #: batcher waits, and so, after its bounded pause, does a logging call
+        self._spill_backlog_max = max(1, max_pending_bytes // 2)
         self._queue_high_water = max(1, int(max_queue_records * 0.8))
         self._max_retries = max_retries
         self._backoff_initial = backoff_initial
@@ -254,7 +254,7 @@ class Worker:
 
     def _queue_head_settled(self, target: int) -> bool:
         try:
-            head = self._queue[0][0]
+            head = self._queue[0].seq
         except IndexError:
             return True
         return head > target
@@ -299,8 +299,8 @@ class Worker:
 
     def _wait_for_room(self) -> None:
         with self._cond:
-            while (self._outbox_bytes > self._max_pending_bytes and not self._must_spill()) or (
-                self._spill_bytes > _SPILL_BACKLOG_BYTES and not self._halt.is_set()
+            while (self._outbox_bytes > self._outbox_max and not self._must_spill()) or (
+                self._spill_bytes > self._spill_backlog_max and not self._halt.is_set()
             ):
                 self._cond.wait(0.05)
 
@@ -311,7 +311,7 @@ class Worker:
             entries: list[Entry] = []
             with self._cond:
                 try:
-                    self._building = queue[0][0]
+                    self._building = queue[0].seq
                 except IndexError:
                     self._building = None
                     return
@@ -333,7 +333,7 @@ class Worker:
                     self._outbox.append(batch)
                     self._outbox_bytes += batch.nbytes
                     while (
-                        self._outbox_bytes > self._max_pending_bytes
+                        self._outbox_bytes > self._outbox_max
                         and len(self._outbox) > 1
                         and self._must_spill()
                     ):
@@ -357,22 +357,18 @@ class Worker:
         items: list[bytes] = []
         rejected: list[DeadLetter] = []
         nbytes = 0
-        for seq, record, payload, message in entries:
+        for entry in entries:
             try:
-                source = build(record, message, payload)
-                item = bulk_pair(namer(record.created), f"{prefix}{seq:x}", source)
+                source = build(entry.source, entry.message, entry.payload)
+                item = bulk_pair(namer(entry.created), f"{prefix}{entry.seq:x}", source)
             except InvalidMetricError as e:
-                rejected.append(
-                    DeadLetter(
-                        f"invalid metric: {e.reason}", record=_describe(record, message, payload)
-                    )
-                )
+                rejected.append(DeadLetter(f"invalid metric: {e.reason}", record=_describe(entry)))
                 continue
             except Exception as e:
                 rejected.append(
                     DeadLetter(
                         f"cannot build document: {type(e).__name__}: {e}",
-                        record=_describe(record, message, payload),
+                        record=_describe(entry),
                     )
                 )
                 continue
@@ -389,12 +385,12 @@ class Worker:
             if self._spool is not None:
                 with self._cond:
                     self._enqueue_spill(
-                        _SpillJob([], "invalid", [], letters=rejected, min_seq=entries[0][0])
+                        _SpillJob([], "invalid", [], letters=rejected, min_seq=entries[0].seq)
                     )
                     self._cond.notify_all()
         if not items:
             return None
-        return Batch(items=items, min_seq=entries[0][0], nbytes=nbytes)
+        return Batch(items=items, min_seq=entries[0].seq, nbytes=nbytes)
 
     # -- sender -----------------------------------------------------------------------------
 
@@ -726,7 +722,7 @@ class Worker:
         sender may wait on the disk, the batcher must not (it waits in ``_wait_for_room``
         before building instead).
         """
-        while wait and self._spill_bytes > _SPILL_BACKLOG_BYTES and not self._halt.is_set():
+        while wait and self._spill_bytes > self._spill_backlog_max and not self._halt.is_set():
             self._cond.wait(0.05)
         self._spill_bytes += job.nbytes
         if job.letters:
@@ -847,18 +843,19 @@ class Worker:
             self._write_spill_jobs([job])
 
 
-def _describe(record: logging.LogRecord, message: Any, payload: Any) -> dict[str, Any]:
+def _describe(entry: Entry) -> dict[str, Any]:
     """What a dead letter keeps of a record that could not become a document. Never raises."""
+    message = entry.message
     try:
         text = message if isinstance(message, str) else str(message)
     except Exception:
         text = safe_repr(message)
     return {
-        "logger": plain(record.name),
-        "level": plain(record.levelname),
-        "created": plain(record.created),
+        "logger": plain(entry.name),
+        "level": plain(entry.levelname),
+        "created": plain(entry.created),
         "message": plain(text),
-        "payload": plain(payload),
+        "payload": plain(entry.payload),
         "pid": os.getpid(),
     }
 
