@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from ._compat import ElasticECSMetricsLogger, NaiveDatetimeError, now
 from ._config import AuthType, Backend, IndexNameFrequency, IndexTimezone
 from ._document import ECS_VERSION, DocumentBuilder
 from ._handler import ElasticECSHandler
@@ -32,6 +31,7 @@ from .exceptions import (
     InvalidMetricError,
     MissingDependencyError,
 )
+from .original_api import ElasticECSMetricsLogger, NaiveDatetimeError, now
 
 try:
     __version__ = _metadata.version("ecs-metrics-handler")

@@ -20,6 +20,11 @@ for ``BaseException`` such as cancellation or ``KeyboardInterrupt``), ``error_ty
 exception, and the exception propagates unchanged. Nothing is built when the logger is not
 enabled for ``level``.
 
+The record's ``created`` (the document's ``@timestamp``, which also picks the index date) is the
+time it is logged, the end of the measure. ``timestamp="start"`` stamps it with ``start``
+instead, as the original library's ``log_time_metric_timer`` does; the record is otherwise the
+one ``logger.log`` gives (same caller, level, message and ``extra``).
+
 The duration comes from ``clock`` (default :func:`time.perf_counter_ns`, monotonic); negative
 differences (a misbehaving injected clock) are clamped to 0.
 
@@ -41,7 +46,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
 
 from ._metric import METRIC_KEY, LabelValue, exception_type_name
 
@@ -69,6 +74,9 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
     :param metric_key: the ``extra`` key; must match the handler's ``metric_key`` option.
     :param clock: monotonic nanoseconds, :func:`time.perf_counter_ns` by default.
     :param wall_clock: epoch seconds for ``start``/``end``, :func:`time.time` by default.
+    :param timestamp: the record's ``created`` (the document's ``@timestamp``): ``"end"`` (the
+        default) for the time the record is logged, ``"start"`` for the ``wall_clock`` reading
+        taken at the start of the measure (``start`` in the payload).
     """
 
     __slots__ = (
@@ -82,6 +90,7 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         "message",
         "metric_key",
         "name",
+        "timestamp",
     )
 
     def __init__(
@@ -95,9 +104,12 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         metric_key: str = METRIC_KEY,
         clock: Callable[[], int] = time.perf_counter_ns,
         wall_clock: Callable[[], float] = time.time,
+        timestamp: Literal["end", "start"] = "end",
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"timed() needs a non-empty metric name, got {name!r}")
+        if timestamp not in ("end", "start"):
+            raise ValueError(f'timed() timestamp must be "end" or "start", got {timestamp!r}')
         self.name = name
         if logger is None or isinstance(logger, str):
             logger = logging.getLogger(logger or METRICS_LOGGER_NAME)
@@ -106,6 +118,7 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         self.labels: dict[str, LabelValue] = dict(labels) if labels else {}
         self.message = message if message is not None else name
         self.metric_key = metric_key
+        self.timestamp: Literal["end", "start"] = timestamp
         self._clock = clock
         self._wall_clock = wall_clock
         # One stack of (start_ns, start_wall, token) per context: threads and asyncio tasks
@@ -214,23 +227,17 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         try:
             if not logger.isEnabledFor(self.level):
                 return
-            payload: dict[str, Any] = {
-                "name": self.name,
-                "type": "timer",
-                "value": duration_ns / 1e6,
-                "unit": "ms",
-                "duration_ns": duration_ns,
-                "start": start_wall,
-                "end": start_wall + duration_ns / 1e9,
-                "outcome": "success",
-                "labels": dict(self.labels),
-            }
-            if exc_type is not None:
-                payload["outcome"] = "failure" if issubclass(exc_type, Exception) else "unknown"
-                payload["error_type"] = exception_type_name(exc_type)
+            payload = timer_payload(self.name, duration_ns, start_wall, exc_type, self.labels)
             # stacklevel 3: the record points at the code that used timed, not at this module
             # (1 = this method, 2 = __exit__ or the wrapper, 3 = their caller).
-            logger.log(self.level, self.message, extra={self.metric_key: payload}, stacklevel=3)
+            log_timer_record(
+                logger,
+                self.level,
+                self.message,
+                {self.metric_key: payload},
+                created=start_wall if self.timestamp == "start" else None,
+                stacklevel=3,
+            )
         except Exception:
             # Timing must never change what the timed code does; report like Handler.handleError.
             if logging.raiseExceptions and sys.stderr is not None:
@@ -239,3 +246,66 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
 
     def __repr__(self) -> str:
         return f"timed({self.name!r}, logger={self.logger.name!r})"
+
+
+def timer_payload(
+    name: str,
+    duration_ns: int,
+    start: float,
+    exc_type: type[BaseException] | None = None,
+    labels: Mapping[str, LabelValue] | None = None,
+) -> dict[str, Any]:
+    """The payload :class:`timed` logs for a measure of ``duration_ns`` ns begun at ``start``.
+
+    ``start`` is in epoch seconds; ``exc_type`` is the exception the block raised, if any
+    (outcome ``"failure"``, or ``"unknown"`` for a ``BaseException``, and ``error_type``).
+    """
+    payload: dict[str, Any] = {
+        "name": name,
+        "type": "timer",
+        "value": duration_ns / 1e6,
+        "unit": "ms",
+        "duration_ns": duration_ns,
+        "start": start,
+        "end": start + duration_ns / 1e9,
+        "outcome": "success",
+        "labels": dict(labels) if labels else {},
+    }
+    if exc_type is not None:
+        payload["outcome"] = "failure" if issubclass(exc_type, Exception) else "unknown"
+        payload["error_type"] = exception_type_name(exc_type)
+    return payload
+
+
+def log_timer_record(
+    logger: logging.Logger,
+    level: int,
+    message: str,
+    extra: Mapping[str, object],
+    *,
+    created: float | None,
+    stacklevel: int,
+) -> None:
+    """Log ``message`` with ``extra`` through ``logger``, like ``logger.log(level, ...)``.
+
+    ``created`` (epoch seconds) replaces the record's creation time when given; ``stacklevel``
+    counts like :meth:`logging.Logger.log`'s, from the caller of this function (1: that caller).
+    The caller checks :meth:`~logging.Logger.isEnabledFor` first. Raises what ``makeRecord``
+    raises for an ``extra`` key that would overwrite a record attribute.
+    """
+    if created is None:
+        logger.log(level, message, extra=extra, stacklevel=stacklevel + 1)
+        return
+    try:
+        frame = sys._getframe(stacklevel)
+        code = frame.f_code
+        caller = (code.co_filename, frame.f_lineno, code.co_name)
+    except ValueError:  # fewer frames than stacklevel
+        caller = ("(unknown file)", 0, "(unknown function)")
+    record = logger.makeRecord(
+        logger.name, level, caller[0], caller[1], message, (), None, caller[2], extra
+    )
+    record.relativeCreated += (created - record.created) * 1000
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    logger.handle(record)

@@ -292,6 +292,147 @@ async def test_async_with(log: logging.Logger, collected: Collector) -> None:
     ]
 
 
+# ------------------------------------------------------------------------------ timestamp
+
+
+def test_the_record_is_stamped_at_the_end_by_default(
+    log: logging.Logger, collected: Collector
+) -> None:
+    """timestamp="end": created is the logging call's time, not the payload's start."""
+    timer = timed("t", logger=log, clock=ticking(0, 10), wall_clock=wall)
+    assert timer.timestamp == "end"
+    with timer:
+        pass
+    [record] = collected.records
+    assert record.created != WALL
+    assert collected.payloads()[0]["start"] == WALL
+
+
+def test_timestamp_start_stamps_the_record_with_the_start_of_the_measure(
+    log: logging.Logger, collected: Collector
+) -> None:
+    """created, msecs and relativeCreated move to the wall_clock reading taken on entry."""
+    start = WALL + 0.25
+    with timed(
+        "t", logger=log, clock=ticking(0, 4_000), wall_clock=lambda: start, timestamp="start"
+    ):
+        pass
+    [record] = collected.records
+    [payload] = collected.payloads()
+    assert (record.created, record.msecs) == (start, 250.0)
+    # relativeCreated keeps counting from logging's start: created * 1000 minus the same offset.
+    unstamped = log.makeRecord(log.name, logging.INFO, __file__, 0, "m", (), None)
+    assert record.relativeCreated - record.created * 1000 == pytest.approx(
+        unstamped.relativeCreated - unstamped.created * 1000, abs=0.01
+    )
+    assert payload["start"] == start and payload["duration_ns"] == 4_000
+
+
+def test_timestamp_start_changes_nothing_else_in_the_record(
+    log: logging.Logger, collected: Collector
+) -> None:
+    """Same payload, level, message, logger and caller as timestamp="end", success and failure."""
+
+    def run(timestamp: Any) -> list[logging.LogRecord]:
+        collected.records.clear()
+        timer = timed(
+            "t",
+            logger=log,
+            level=logging.WARNING,
+            message="timing t",
+            labels={"a": "b"},
+            clock=ticking(0, 10, 20, 50),
+            wall_clock=wall,
+            timestamp=timestamp,
+        )
+        with timer:
+            pass
+        with pytest.raises(KeyError), timer:
+            raise KeyError("k")
+        return list(collected.records)
+
+    def shape(record: logging.LogRecord) -> tuple[Any, ...]:
+        return (
+            record.metric,  # type: ignore[attr-defined]
+            record.levelno,
+            record.getMessage(),
+            record.name,
+            record.pathname,
+            record.lineno,
+            record.funcName,
+            record.exc_info,
+            record.stack_info,
+        )
+
+    at_end, at_start = run("end"), run("start")
+    assert [shape(r) for r in at_start] == [shape(r) for r in at_end]
+    assert [r.metric["outcome"] for r in at_start] == ["success", "failure"]  # type: ignore[attr-defined]
+    assert at_start[1].metric["error_type"] == "KeyError"  # type: ignore[attr-defined]
+    assert {r.created for r in at_start} == {WALL}
+
+
+def test_timestamp_start_records_point_at_the_callers_code(
+    log: logging.Logger, collected: Collector
+) -> None:
+    """As with the default, funcName/filename are the code using timed."""
+
+    @timed("decorated", logger=log, timestamp="start")
+    def work() -> None:
+        pass
+
+    with timed("block", logger=log, timestamp="start"):
+        pass
+    work()
+    names = {(r.funcName, r.filename) for r in collected.records}
+    assert names == {("test_timestamp_start_records_point_at_the_callers_code", "test_timing.py")}
+
+
+async def test_timestamp_start_with_async_with_and_async_decorator(
+    log: logging.Logger, collected: Collector
+) -> None:
+    """Both async forms are stamped with their start and point at the caller."""
+
+    @timed("fetch", logger=log, wall_clock=wall, timestamp="start")
+    async def fetch() -> None:
+        await asyncio.sleep(0)
+
+    async with timed("block", logger=log, wall_clock=lambda: WALL + 1, timestamp="start"):
+        await asyncio.sleep(0)
+    await fetch()
+    assert [r.created for r in collected.records] == [WALL + 1, WALL]
+    assert {r.funcName for r in collected.records} == {
+        "test_timestamp_start_with_async_with_and_async_decorator"
+    }
+
+
+def test_timestamp_start_logs_nothing_below_the_level(
+    log: logging.Logger, collected: Collector
+) -> None:
+    """The level check still comes first."""
+    log.setLevel(logging.WARNING)
+    timer = timed("t", logger=log, clock=ticking(0, 10), timestamp="start")
+    with timer:
+        pass
+    assert collected.records == []
+    assert timer.elapsed_ns == 10
+
+
+def test_timestamp_start_logging_failures_never_reach_the_timed_code(
+    log: logging.Logger, collected: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An extra key that would overwrite a record attribute is reported, as by default."""
+    with timed("t", logger=log, metric_key="msg", timestamp="start"):
+        result = 42
+    assert result == 42
+    assert collected.records == []
+    assert "timed('t') could not log" in capsys.readouterr().err
+
+
+def test_an_unknown_timestamp_is_refused() -> None:
+    with pytest.raises(ValueError, match="timestamp"):
+        timed("t", timestamp="middle")  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- concurrency
 
 

@@ -1,6 +1,7 @@
-"""The original ``ElasticECSMetricsLogger`` API, on top of :class:`ElasticECSHandler`.
+"""The original ``ElasticECSMetricsLogger`` library's API, on top of :class:`ElasticECSHandler`.
 
-Code written for the original library runs unchanged but for its import line::
+Code written for the original library runs unchanged but for its import line (the package
+exports this module's names; ``from ecs_metrics_handler.original_api import ...`` works too)::
 
     from ecs_metrics_handler import ElasticECSMetricsLogger, now
 
@@ -14,23 +15,25 @@ Code written for the original library runs unchanged but for its import line::
 
 Differences a migrating user may notice, all deliberate: the index date comes from the
 event's time (in UTC by default; pass ``index_name_timezone="local"`` for the original's
-local dates); durations are measured with a monotonic clock and recorded even when the
-block raises; nothing is lost at exit (``logging.shutdown`` flushes the handler), so the
-destructor no longer flushes.
+local dates); :meth:`ElasticECSMetricsLogger.log_time_metric_timer` is a
+:class:`~ecs_metrics_handler.timed` timer, so durations are measured with a monotonic clock and a
+block that raises is recorded exactly as ``timed()`` records it (outcome ``failure``, or
+``unknown`` for a ``BaseException``, and ``error.type``) before the exception propagates;
+nothing is lost at exit (``logging.shutdown`` flushes the handler), so the destructor no longer
+flushes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import itertools
 import logging
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._config import AuthType, IndexNameFrequency
 from ._handler import ElasticECSHandler
+from ._timing import METRICS_LOGGER_NAME, log_timer_record, timed, timer_payload
 from .exceptions import EcsMetricsHandlerError
 
 __all__ = ["ElasticECSMetricsLogger", "NaiveDatetimeError", "now"]
@@ -51,7 +54,10 @@ class ElasticECSMetricsLogger:
     """The original library's metrics logger, with the same constructor and methods.
 
     Each instance owns an :class:`ElasticECSHandler` (``self.handler``) on a private logger
-    that does not propagate. All options of the handler may be passed as extra keywords.
+    (``ecs_metrics_handler.metrics.original_api.<n>``, level ``INFO``) that does not propagate.
+    All options of the handler may be passed as extra keywords. Logging a metric does no
+    network I/O in the calling thread: the handler's worker ships the documents (a full queue
+    can make the call wait briefly; see :class:`ElasticECSHandler`).
     """
 
     AuthType = AuthType
@@ -94,7 +100,7 @@ class ElasticECSMetricsLogger:
             flush_failure_folder=flush_failure_folder,
             **handler_options,
         )
-        self._logger = logging.getLogger(f"ecs_metrics_handler.metrics.compat.{next(_instances)}")
+        self._logger = logging.getLogger(f"{METRICS_LOGGER_NAME}.original_api.{next(_instances)}")
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
         self._logger.addHandler(self.handler)
@@ -103,57 +109,44 @@ class ElasticECSMetricsLogger:
     def log_time_metric(
         self, metric_name: str, start_datetime: datetime.datetime, time_us: float
     ) -> None:
-        """Log a time metric that started at ``start_datetime`` (aware) and took ``time_us`` µs.
+        """Log a time metric that started at ``start_datetime`` and took ``time_us`` µs.
 
-        Raises :class:`NaiveDatetimeError` for a naive datetime, like the original.
+        ``start_datetime`` must be timezone-aware (:func:`now` gives one); a naive datetime
+        raises :class:`NaiveDatetimeError`, like the original. ``time_us`` is in microseconds
+        (a float; rounded to the nanosecond, a negative value counts as 0). The document is
+        the one a successful :class:`~ecs_metrics_handler.timed` block of that duration gives
+        (``metrics.duration.us``, ``event.outcome: success``), stamped with
+        ``start_datetime``.
         """
         if start_datetime.tzinfo is None or start_datetime.tzinfo.utcoffset(start_datetime) is None:
             raise NaiveDatetimeError(f'"{start_datetime}" is not timezone aware.')
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
         start = start_datetime.timestamp()
         duration_ns = max(0, round(time_us * 1000))
-        self._log(metric_name, start, duration_ns, "success")
-
-    @contextlib.contextmanager
-    def log_time_metric_timer(self, metric_name: str) -> Iterator[None]:
-        """A context manager that logs how long its block took as the time metric ``metric_name``.
-
-        Measured with a monotonic clock; recorded even when the block raises (with outcome
-        ``failure``), and the exception propagates.
-        """
-        start = time.time()
-        begin = time.perf_counter_ns()
-        outcome = "failure"
-        try:
-            yield
-            outcome = "success"
-        finally:
-            self._log(metric_name, start, max(0, time.perf_counter_ns() - begin), outcome)
-
-    def _log(self, name: str, start: float, duration_ns: int, outcome: str) -> None:
-        payload = {
-            "name": name,
-            "type": "timer",
-            "value": duration_ns / 1e6,
-            "unit": "ms",
-            "duration_ns": duration_ns,
-            "start": start,
-            "end": start + duration_ns / 1e9,
-            "outcome": outcome,
-        }
-        record = self._logger.makeRecord(
-            self._logger.name,
+        log_timer_record(
+            self._logger,
             logging.INFO,
-            "(compat)",
-            0,
-            name,
-            (),
-            None,
-            extra={self._metric_key: payload},
+            metric_name,
+            {self._metric_key: timer_payload(metric_name, duration_ns, start)},
+            created=start,
+            stacklevel=2,
         )
-        # The original stamps the document with the start of the measure.
-        record.created = start
-        record.msecs = (start - int(start)) * 1000
-        self._logger.handle(record)
+
+    def log_time_metric_timer(self, metric_name: str) -> timed:
+        """A timer that logs how long its block took as the time metric ``metric_name``.
+
+        It is a :class:`~ecs_metrics_handler.timed` on this logger stamped with the start of
+        the measure (``timestamp="start"``, the original's ``@timestamp``): use it with
+        ``with`` (or ``async with``, or as a decorator). The duration comes from a monotonic
+        clock (:func:`time.perf_counter_ns`) and is recorded in ``metrics.duration.us`` as in
+        the original; a block that raises is recorded exactly as ``timed()`` records it
+        (outcome ``failure``, or ``unknown`` for a ``BaseException``, and ``error.type``),
+        then the exception propagates unchanged.
+        """
+        return timed(
+            metric_name, logger=self._logger, metric_key=self._metric_key, timestamp="start"
+        )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Ship what is buffered; see :meth:`ElasticECSHandler.flush`."""
