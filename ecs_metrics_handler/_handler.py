@@ -11,7 +11,6 @@ worker's threads (see ``_worker.py``), outside any lock the application needs.
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
 import multiprocessing.util
 import os
@@ -19,14 +18,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping
 from logging.handlers import BufferingHandler
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from ._capture import Entry, capture
-from ._config import AuthType, HandlerOptions, IndexNameFrequency
+from ._config import AuthType, HandlerKwargs, HandlerOptions, IndexNameFrequency
 from ._document import DocumentBuilder
 from ._index import IndexNamer
+from ._interpreter import SequenceCounter, logging_lock_held
 from ._report import Reporter
 from ._shipper import Shipper, check_optional_dependencies, make_shipper
 from ._spool import Spool
@@ -57,60 +56,11 @@ _INTERNAL_ROOTS = frozenset(
 )
 
 
-class HandlerKwargs(TypedDict, total=False):
-    """The handler's options; README.rst documents each one with its default."""
-
-    hosts: Any
-    auth_type: AuthType | str
-    auth_details: Any
-    aws_access_key: str | None
-    aws_secret_key: str | None
-    aws_session_token: str | None
-    aws_region: str | None
-    aws_service: str
-    use_ssl: bool | str
-    verify_ssl: bool | str
-    ca_certs: str | os.PathLike[str] | None
-    client_cert: str | os.PathLike[str] | None
-    client_key: str | os.PathLike[str] | None
-    buffer_size: int | str
-    flush_frequency_in_sec: float | str
-    es_index_name: str
-    index_name_frequency: IndexNameFrequency | str
-    index_name_timezone: Any
-    data_stream: str | None
-    es_additional_fields: Mapping[str, Any]
-    es_additional_fields_in_env: Mapping[str, Any]
-    flush_failure_folder: str | os.PathLike[str] | None
-    flush_failure_folder_max_bytes: int | str
-    ship_log_records: bool | str
-    metric_key: str
-    service_name: str | None
-    service_version: str | None
-    service_environment: str | None
-    event_dataset: str | None
-    backend: Any
-    request_timeout: float | str
-    max_retries: int | str
-    retry_backoff_initial: float | str
-    retry_backoff_max: float | str
-    max_queue_records: int | str
-    max_pending_bytes: int | str
-    flush_timeout: float | str
-    install_template: bool | str
-
-
 def may_ship(logger_name: str) -> bool:
     """Whether records of ``logger_name`` may be shipped (the re-entrancy guard, by name)."""
     if logger_name == METRICS_LOGGER_NAME or logger_name.startswith(METRICS_LOGGER_NAME + "."):
         return True
     return logger_name.partition(".")[0] not in _INTERNAL_ROOTS
-
-
-def _module_lock_held() -> bool:
-    """Whether this thread holds logging's module lock (dictConfig, logging.shutdown of a list)."""
-    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
-    return bool(is_owned is not None and is_owned())
 
 
 def _message_of(record: logging.LogRecord) -> Any:
@@ -226,7 +176,7 @@ class ElasticECSHandler(BufferingHandler):
     def _setup_pipeline(self) -> None:
         o = self.options
         self.buffer = deque()
-        self._seq = itertools.count(1)
+        self._seq = SequenceCounter()
         self._stats = DeliveryStats()
         self._spool = (
             Spool(o.flush_failure_folder, o.flush_failure_folder_max_bytes)
@@ -304,12 +254,6 @@ class ElasticECSHandler(BufferingHandler):
 
     # -- the stdlib contract ----------------------------------------------------------------
 
-    def _last_seq(self) -> int:
-        """The sequence number given to the latest accepted record (0 before the first)."""
-        # itertools.count keeps its next value in its repr, "count(N)"; reading it there keeps
-        # emit() free of any lock.
-        return int(repr(self._seq)[6:-1]) - 1
-
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter ``record`` and emit it, without taking the handler's lock.
 
@@ -345,7 +289,7 @@ class ElasticECSHandler(BufferingHandler):
             if threading.get_ident() in worker.thread_ids:
                 return  # something logged from our own worker: never ship it
             message = _message_of(record)
-            seq = next(self._seq)  # atomic: emit needs no lock
+            seq = self._seq.next()  # atomic: emit needs no lock
             if self._closed:
                 self._stats.drop("handler closed")
                 return
@@ -380,10 +324,6 @@ class ElasticECSHandler(BufferingHandler):
                 return True
         return False
 
-    def shouldFlush(self, record: logging.LogRecord) -> bool:
-        """Whether ``buffer_size`` records wait (the worker is woken then; stdlib API)."""
-        return len(self.buffer) >= self.capacity
-
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Ship what is buffered and wait until it is acknowledged, spooled or dead-lettered.
 
@@ -395,12 +335,12 @@ class ElasticECSHandler(BufferingHandler):
             return True
         if timeout is None:
             timeout = self.options.flush_timeout
-        if _module_lock_held():
+        if logging_lock_held():
             # Under logging's module lock (dictConfig tearing handlers down): the worker may
             # need that lock to log, so don't wait on it here; close() spools what is left.
             self._worker.wake()
             return False
-        ok = self._worker.flush(self._last_seq(), timeout)
+        ok = self._worker.flush(self._seq.last(), timeout)
         self._flush_timed_out = not ok
         return ok
 
@@ -414,10 +354,10 @@ class ElasticECSHandler(BufferingHandler):
             if not self._closed:
                 self._closed = True
                 wait = not self._flush_timed_out and not (
-                    _module_lock_held() and self._spool is not None
+                    logging_lock_held() and self._spool is not None
                 )
                 self._worker.stop(
-                    self.options.flush_timeout, self._last_seq(), wait_for_delivery=wait
+                    self.options.flush_timeout, self._seq.last(), wait_for_delivery=wait
                 )
         finally:
             logging.Handler.close(self)
@@ -426,9 +366,7 @@ class ElasticECSHandler(BufferingHandler):
 
     def stats(self) -> dict[str, Any]:
         """Delivery counters (see ``_stats.DeliveryStats`` for their meaning) and ``pending``."""
-        snapshot = self._stats.snapshot(self._worker.pending())
-        snapshot["emitted"] = self._last_seq()
-        return snapshot
+        return self._stats.snapshot(self._seq.last(), self._worker.pending())
 
     def install_template(self) -> None:
         """Install the component and index templates now, from the calling thread (blocking).

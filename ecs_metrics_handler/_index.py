@@ -82,7 +82,7 @@ def index_name(
     """The index for an event at ``timestamp`` (epoch seconds), by the table above.
 
     Pure apart from reading the local time zone when ``tz`` is LOCAL. ``prefix`` is not
-    validated here (:func:`~ecs_metrics_handler._config.validate_index_prefix` does that).
+    validated here (:func:`~ecs_metrics_handler._index_names.validate_index_prefix` does that).
     """
     if frequency is IndexNameFrequency.NEVER:
         return prefix

@@ -28,7 +28,6 @@ from typing import Any
 __all__ = ["DeliveryStats"]
 
 _FIELDS = (
-    "emitted",
     "shipped",
     "duplicates",
     "retried",
@@ -43,15 +42,15 @@ _FIELDS = (
 class DeliveryStats:
     """Thread-safe counters of one handler.
 
-    ``emitted`` and the queue-full drops are written by application threads under the
-    handler's lock; everything else by the worker threads under this object's own lock.
+    Written by the worker threads (and, for drops, by application threads) under this
+    object's own lock; ``emitted`` is the handler's sequence counter, passed to
+    :meth:`snapshot`.
     Reading with :meth:`snapshot` is consistent enough for monitoring; exact accounting
     holds once the handler is flushed.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.emitted = 0
         self.shipped = 0
         self.duplicates = 0
         self.retried = 0
@@ -75,10 +74,11 @@ class DeliveryStats:
                 self.dropped += n
                 self.dropped_reasons[reason] += n
 
-    def snapshot(self, pending: int = 0) -> dict[str, Any]:
-        """Return the counters as a plain dict, with ``pending`` and ``dropped_reasons``."""
+    def snapshot(self, emitted: int, pending: int) -> dict[str, Any]:
+        """Return the counters as a plain dict, with ``emitted``, ``pending`` and the reasons."""
         with self._lock:
-            out: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
+            out: dict[str, Any] = {"emitted": emitted}
+            out.update((name, getattr(self, name)) for name in _FIELDS)
             out["dropped_reasons"] = dict(self.dropped_reasons)
         out["pending"] = pending
         return out
