@@ -1,10 +1,10 @@
 """Per-document cost of each step the handler's batcher runs, one thread, no server.
 
-The steps of ``Worker._build`` for the benchmark workload's records, each timed on its own
-over the same 20,000 captured records: ``time.perf_counter_ns`` around a loop over all of
-them, best of ``--repeat`` loops, divided by the number of records. Results are discarded
-as the worker discards them (nothing kept alive, so the garbage collector does the worker's
-work, no more):
+The steps of ``build_batch`` (the batcher's work) for the benchmark workload's records, each
+timed on its own over the same 20,000 captured records: ``time.perf_counter_ns`` around a
+loop over all of them, best of ``--repeat`` loops, divided by the number of records.
+Results are discarded as the worker discards them (nothing kept alive, so the garbage
+collector does the worker's work, no more):
 
 * ``normalize``: ``normalize_metric_fields(payload)``;
 * ``build``: ``DocumentBuilder.build(record, message, payload)`` (includes ``normalize``);
@@ -12,7 +12,7 @@ work, no more):
 * ``index``: ``IndexNamer(record.created)``;
 * ``dumps``: ``_serialize.dumps(doc)`` of the built documents;
 * ``bulk_pair``: ``_serialize.bulk_pair(index, doc_id, source)``;
-* ``batcher``: all of it through ``Worker._build`` on batches of 1,000 (what the batcher
+* ``batcher``: all of it through ``_batching.build_batch`` on batches of 1,000 (what the batcher
   thread does per record, without waking up or handing over);
 * ``join``: ``b"".join(items)`` of a batch, the body the sender POSTs;
 * ``emit``: ``logger.info(...)`` through the handler (the worker never started: the calls
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ecs_metrics_handler import ElasticECSHandler
+    from ecs_metrics_handler._batching import build_batch
     from ecs_metrics_handler._document import format_timestamp
     from ecs_metrics_handler._metric import normalize_metric_fields
     from ecs_metrics_handler._serialize import bulk_pair, dumps
@@ -83,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda items: emit_metrics(null_logger, len(items)), list(range(args.n)), args.repeat
     )
 
-    worker = handler._worker
-    builder = worker._builder
-    namer = worker._namer
+    builder = handler.make_document_builder()
+    namer = handler._worker._namer
     payloads = [e.payload for e in entries]
     records = entries  # an entry is read like a record
 
@@ -114,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def build_all(bs: list[Any]) -> None:
         for b in bs:
-            worker._build(b)
+            build_batch(b, builder.build_source, namer, "abcdefghijkl")
 
-    results["Worker._build (whole batcher step)"] = (
+    results["build_batch (whole batcher step)"] = (
         per_item_ns(build_all, batches, args.repeat) / 1000
     )
-    items = worker._build(batches[0])
+    items, _ = build_batch(batches[0], builder.build_source, namer, "abcdefghijkl")
     assert items is not None
     results["b''.join(batch) (sender body)"] = (
         per_item_ns(lambda bs: [b"".join(items.items) for _ in bs], [0] * 20, args.repeat) / 1000

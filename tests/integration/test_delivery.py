@@ -93,7 +93,13 @@ def test_16_threads_of_5000_metrics_arrive_exactly_once(
     es_server: Any, es_client: Any, unique_name: str, logger: logging.Logger
 ) -> None:
     """80,000 metrics from 16 threads: exactly 80,000 documents, so none lost and none twice."""
-    handler = ElasticECSHandler(hosts=[es_server.url], es_index_name=unique_name, buffer_size=2000)
+    # The whole burst fits in the queue (no failure folder: a full queue would drop by policy).
+    handler = ElasticECSHandler(
+        hosts=[es_server.url],
+        es_index_name=unique_name,
+        buffer_size=2000,
+        max_queue_records=100_000,
+    )
     logger.addHandler(handler)
 
     def work(t: int) -> None:
@@ -532,3 +538,42 @@ def test_memory_stays_flat_through_a_long_outage(tmp_path: Path) -> None:
     )
     assert (spooled, dropped) == (500_000, 0)
     assert growth_mib < 48
+
+
+def test_close_returns_within_flush_timeout_plus_grace_whatever_the_queue_holds(
+    tmp_path: Path,
+) -> None:
+    """A cluster that accepts connections and never answers, 300,000 metrics queued behind it
+    (``max_queue_records=400000``), ``flush_timeout=2``: ``close()`` returns within 2 s + 1 s
+    of grace, and every metric is spooled or counted dropped."""
+    code = textwrap.dedent(
+        """
+        import logging, socket, sys, time
+        from ecs_metrics_handler import ElasticECSHandler, metric
+        hung = socket.socket(); hung.bind(("127.0.0.1", 0)); hung.listen(64)  # never accepts
+        h = ElasticECSHandler(hosts=[f"http://127.0.0.1:{hung.getsockname()[1]}"],
+                              es_index_name="hung", flush_failure_folder=sys.argv[1],
+                              max_queue_records=400_000, flush_timeout=2, request_timeout=30)
+        log = logging.getLogger("hung"); log.setLevel(logging.INFO); log.addHandler(h)
+        for i in range(300_000):
+            log.info("m", extra=metric("hung", i))
+        queued = len(h.buffer)
+        start = time.monotonic()
+        h.close()
+        took = time.monotonic() - start
+        s = h.stats()
+        print(queued, took, s["emitted"], s["spooled"], s["dropped"], s["pending"])
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    fields = proc.stdout.split()
+    queued, took = int(fields[0]), float(fields[1])
+    emitted, spooled, dropped, pending = (int(x) for x in fields[2:])
+    print(f"\nclose() with {queued} queued took {took:.2f} s; spooled {spooled}, dropped {dropped}")
+    assert took < 2.0 + 1.0
+    assert emitted == 300_000 and pending == 0
+    assert spooled + dropped == emitted
+    assert spooled == sum(len(read_items(p)) for p in tmp_path.glob("segment-*.ndjson"))
