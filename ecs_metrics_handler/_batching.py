@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._capture import Entry, RecordLike
+from ._dead_letter import DeadLetter, plain, safe_repr
 from ._ledger import Batch
 from ._serialize import bulk_pair
-from ._spool import DeadLetter, plain, safe_repr
 from .exceptions import InvalidMetricError
 
 __all__ = ["build_batch", "describe"]

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._breaker import OutageBreaker
+from ._dead_letter import DeadLetter
 from ._shipper import ShipError, Shipper
-from ._spool import DeadLetter
 
 __all__ = ["CLOSING", "REFUSED", "UNAVAILABLE", "Delivery", "RetryPolicy", "deliver"]
 

@@ -9,8 +9,9 @@ as far as :class:`~._spool.Spool` is (the spooler thread and ``close()`` may bot
 
 from __future__ import annotations
 
+from ._dead_letter import DeadLetter
 from ._report import Reporter
-from ._spool import DeadLetter, Spool
+from ._spool import Spool
 from ._stats import DeliveryStats
 
 __all__ = ["FolderWriter"]

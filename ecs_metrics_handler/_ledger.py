@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ._spool import DeadLetter
+from ._dead_letter import DeadLetter
 
 __all__ = ["Batch", "BatchState", "Ledger", "SpillJob"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._dead_letter import DeadLetter
 from ._shipper import ShipError, Shipper
-from ._spool import DeadLetter
 
 __all__ = ["SendOutcome", "send_items"]
 

@@ -52,17 +52,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
+from ._dead_letter import DeadLetter
+from ._segment_file import SpoolFormatError, UnreadableSegmentError, read_items
 
 __all__ = [
     "Claim",
-    "DeadLetter",
     "Spool",
     "SpoolFormatError",
     "UnreadableSegmentError",
-    "plain",
     "read_items",
-    "safe_repr",
 ]
 
 SEGMENT_PREFIX = "segment-"
@@ -71,125 +69,6 @@ SUFFIX = ".ndjson"
 _CLAIM = ".claimed-"
 _TMP_PREFIX = ".tmp-"
 QUARANTINE_PREFIX = "quarantined-"
-
-
-class SpoolFormatError(ValueError):
-    """A segment file is not bulk NDJSON made of action/source line pairs."""
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    """One entry of a dead-letter file."""
-
-    reason: str
-    status: int | None = None
-    error: Any = None
-    item: bytes | None = None  # the bulk pair (action line + source line) when there is one
-    record: dict[str, Any] | None = None  # for invalid payloads: what the record held
-
-    def to_json(self, now: str) -> bytes:
-        entry: dict[str, Any] = {"time": now, "reason": self.reason}
-        if self.status is not None:
-            entry["status"] = self.status
-        if self.error is not None:
-            entry["error"] = self.error
-        if self.item is not None:
-            action, _, source = self.item.partition(b"\n")
-            with contextlib.suppress(orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-                meta = next(iter(orjson.loads(action).values()))
-                entry["index"] = meta.get("_index")
-                entry["id"] = meta.get("_id")
-            entry["document"] = orjson.Fragment(source.rstrip(b"\n") or b"null")
-        if self.record is not None:
-            entry["record"] = self.record
-        try:
-            return orjson.dumps(entry, option=orjson.OPT_NON_STR_KEYS, default=safe_repr)
-        except (TypeError, ValueError, RecursionError):
-            # Something orjson cannot carry (a lone surrogate, an int over 64 bits, deep
-            # nesting): the entry is rewritten into plain JSON values, so it is never lost.
-            entry["record"] = plain(self.record)
-            entry["error"] = plain(self.error)
-            entry.pop("document", None)
-            if self.item is not None:
-                entry["document_raw"] = self.item.decode("utf-8", "replace")
-            return orjson.dumps({k: v for k, v in entry.items() if v is not None})
-
-
-#: how deep :func:`plain` follows containers before it summarises what is below
-_PLAIN_DEPTH = 32
-
-
-def safe_repr(value: object) -> str:
-    """``repr(value)``, or a description of the failure when ``__repr__`` itself raises."""
-    try:
-        text = repr(value)
-    except Exception as e:  # a user's __repr__ may do anything
-        return f"<{type(value).__name__} object, repr() failed: {type(e).__name__}>"
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def plain(value: object, depth: int = 0) -> Any:
-    """``value`` as JSON that orjson always accepts: str keys, 64-bit ints, valid UTF-8.
-
-    Pure; never raises. Containers deeper than 32 levels and unknown objects become their
-    :func:`safe_repr`.
-    """
-    if value is None or isinstance(value, (bool, float)):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**64 else str(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if depth >= _PLAIN_DEPTH:
-        return f"<{type(value).__name__} nested deeper than {_PLAIN_DEPTH} levels>"
-    if isinstance(value, dict):
-        return {plain_key(k): plain(v, depth + 1) for k, v in list(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [plain(v, depth + 1) for v in list(value)]
-    return safe_repr(value)
-
-
-def plain_key(key: object) -> str:
-    """A dict key as a valid UTF-8 string (see :func:`plain`)."""
-    if isinstance(key, str):
-        return key.encode("utf-8", "replace").decode("utf-8")
-    return safe_repr(key)
-
-
-#: flags for opening a segment to read: never follow a symlink, never wait on a FIFO
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-
-
-class UnreadableSegmentError(OSError):
-    """A file under a segment name that is not a regular file (a directory, FIFO, socket)."""
-
-
-def read_items(path: str | os.PathLike[str]) -> list[bytes]:
-    """Read a segment: its documents as bulk pairs (action line + source line, ``\\n`` each).
-
-    Never blocks on what is not a regular file: a FIFO, a socket, a device or a directory
-    under a segment name raises :class:`UnreadableSegmentError`, a symlink ``OSError``.
-    Raises :class:`SpoolFormatError` when the content is not bulk NDJSON.
-    """
-    fd = os.open(path, _READ_FLAGS)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnreadableSegmentError(f"{os.fspath(path)}: not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read()
-    finally:
-        os.close(fd)
-    lines = [line for line in data.split(b"\n") if line.strip()]
-    if len(lines) % 2:
-        raise SpoolFormatError(f"{os.fspath(path)}: odd number of lines ({len(lines)})")
-    items = []
-    for action, source in zip(lines[0::2], lines[1::2], strict=True):
-        if not action.lstrip().startswith(b'{"create"') and not action.lstrip().startswith(
-            b'{"index"'
-        ):
-            raise SpoolFormatError(f"{os.fspath(path)}: not a bulk action line: {action[:80]!r}")
-        items.append(action + b"\n" + source + b"\n")
-    return items
 
 
 @dataclass(slots=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ecs_metrics_handler._spool import DeadLetter, Spool, SpoolFormatError, read_items
+from ecs_metrics_handler._dead_letter import DeadLetter
+from ecs_metrics_handler._spool import Spool, SpoolFormatError, read_items
 
 
 def _pair(i: int, index: str = "m-2026.11.28") -> bytes:
