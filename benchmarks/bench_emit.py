@@ -216,6 +216,7 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "p99_us": median([r["p99_us"] for r in rounds]),
             "p99_worst_us": max(r["p99_us"] for r in rounds),
             "p999_us": median([r["p999_us"] for r in rounds]),
+            "max_us": max(r["max_us"] for r in rounds),
             "mean_us": median([rep_median(run, "mean_us") for run in runs]),
             "rounds": len(rounds),
             "overhead_ns": median([run["overhead_ns"] for run in runs]),
@@ -234,7 +235,8 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def print_table(rows: dict[str, Any], file: Any = sys.stdout) -> None:
     print(
         f"{'variant':42} {'median us':>9} {'x floor':>7} {'best med':>8} {'p99 us':>8} "
-        f"{'x floor':>7} {'worst p99':>9} {'p99.9 us':>8} {'mean us':>8} {'x floor':>7} "
+        f"{'x floor':>7} {'worst p99':>9} {'p99.9 us':>8} {'worst call':>10} {'mean us':>8} "
+        f"{'x floor':>7} "
         f"{'worker/round':>12} {'dropped':>7}",
         file=file,
     )
@@ -242,7 +244,8 @@ def print_table(rows: dict[str, Any], file: Any = sys.stdout) -> None:
         print(
             f"{r['label']:42} {r['median_us']:9.2f} {r['x_median']:7.2f} "
             f"{r['best_median_us']:8.2f} {r['p99_us']:8.1f} "
-            f"{r['x_p99']:7.2f} {r['p99_worst_us']:9.1f} {r['p999_us']:8.1f} {r['mean_us']:8.2f} "
+            f"{r['x_p99']:7.2f} {r['p99_worst_us']:9.1f} {r['p999_us']:8.1f} "
+            f"{r['max_us']:10.1f} {r['mean_us']:8.2f} "
             f"{r['x_mean']:7.2f} "
             f"{r['worker_done_during_round']:12.0f} {r['dropped']:7d}",
             file=file,

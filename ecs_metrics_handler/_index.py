@@ -27,7 +27,7 @@ from typing import Final
 
 from ._config import IndexNameFrequency, IndexTimezone
 
-__all__ = ["IndexNamer", "epoch_millis", "index_name"]
+__all__ = ["IndexNamer", "epoch_millis"]
 
 _SECONDS_PER_DAY: Final = 86_400
 
@@ -72,28 +72,10 @@ def _day_bounds(seconds: int, tz: IndexTimezone) -> tuple[datetime.date, int, in
     return day, start, end
 
 
-def index_name(
-    prefix: str,
-    frequency: IndexNameFrequency,
-    timestamp: float,
-    *,
-    tz: IndexTimezone = IndexTimezone.UTC,
-) -> str:
-    """The index for an event at ``timestamp`` (epoch seconds), by the table above.
-
-    Pure apart from reading the local time zone when ``tz`` is LOCAL. ``prefix`` is not
-    validated here (:func:`~ecs_metrics_handler._index_names.validate_index_prefix` does that).
-    """
-    if frequency is IndexNameFrequency.NEVER:
-        return prefix
-    day, _, _ = _day_bounds(epoch_millis(timestamp) // 1000, tz)
-    return _name(prefix, frequency, day)
-
-
 class IndexNamer:
     """``namer(timestamp) -> index name``, caching the current day.
 
-    Same names as :func:`index_name`; a call within the day of the previous one costs two
+    Names by the table above; a call within the day of the previous one costs two
     comparisons. With ``data_stream`` set every call returns that name. The cache is one tuple
     replaced atomically, so sharing a namer between threads is safe (at worst both compute).
     Subclass and override :meth:`__call__` for another naming scheme::

@@ -37,7 +37,6 @@ Unknown keys are ignored. Everything here is pure and thread-safe.
 
 from __future__ import annotations
 
-import dataclasses
 import decimal
 import enum
 import math
@@ -51,12 +50,10 @@ __all__ = [
     "METRIC_KEY",
     "OUTCOMES",
     "LabelValue",
-    "Metric",
     "MetricType",
     "exception_type_name",
     "metric",
     "normalize_labels",
-    "normalize_metric",
     "normalize_metric_fields",
 ]
 
@@ -81,23 +78,6 @@ class MetricType(enum.Enum):
 
 
 _TYPES_BY_TEXT: Final = {member.value: member for member in MetricType}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Metric:
-    """A validated metric payload (see the module documentation for each field)."""
-
-    name: str
-    value: float | int | None
-    unit: str | None
-    type: MetricType
-    labels: dict[str, str | int | float | bool]
-    duration_ns: int | None
-    start: float | None
-    end: float | None
-    outcome: str | None
-    #: The exception type name of a failed timed block (ECS ``error.type``).
-    error_type: str | None = None
 
 
 def metric(
@@ -219,22 +199,16 @@ _Fields: TypeAlias = tuple[
 ]
 
 
-def normalize_metric(payload: object) -> Metric:
-    """Validate a payload and return it as a :class:`Metric`.
+def normalize_metric_fields(payload: object) -> _Fields:
+    """Validate a payload; return its fields as a tuple (the document builder's hot path).
 
-    Raises :class:`~ecs_metrics_handler.exceptions.InvalidMetricError` (carrying the payload)
-    when it is not a mapping, has no non-empty string ``name``, has a ``value`` that is not a
-    finite number (bools refused), an unknown ``type``, a ``labels`` that is not a mapping, a
+    The tuple: name, value, unit, type, labels, duration_ns, start, end, outcome, error_type
+    (the exception type name of a failed timed block, ECS ``error.type``). Raises
+    :class:`~ecs_metrics_handler.exceptions.InvalidMetricError` (carrying the payload) when it
+    is not a mapping, has no non-empty string ``name``, has a ``value`` that is not a finite
+    number (bools refused), an unknown ``type``, a ``labels`` that is not a mapping, a
     non-numeric ``duration_ns``/``start``/``end`` or an unknown ``outcome``. A timer without
     ``value`` gets ``duration_ns / 1e6`` with unit ``"ms"``.
-    """
-    return Metric(*normalize_metric_fields(payload))
-
-
-def normalize_metric_fields(payload: object) -> _Fields:
-    """:func:`normalize_metric` as a plain tuple in :class:`Metric`'s field order.
-
-    The document builder's hot path: building the frozen dataclass costs more than the checks.
     """
     if type(payload) is not dict and not isinstance(payload, Mapping):
         raise InvalidMetricError(

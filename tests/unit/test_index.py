@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ecs_metrics_handler._config import IndexNameFrequency, IndexTimezone
-from ecs_metrics_handler._index import IndexNamer, epoch_millis, index_name
+from ecs_metrics_handler._index import IndexNamer, epoch_millis
 
 DAILY = IndexNameFrequency.DAILY
 WEEKLY = IndexNameFrequency.WEEKLY
@@ -22,6 +22,17 @@ LOCAL = IndexTimezone.LOCAL
 NEW_YORK = "EST5EDT,M3.2.0,M11.1.0"
 TOKYO = "JST-9"
 PARIS = "CET-1CEST,M3.5.0,M10.5.0/3"
+
+
+def index_name(
+    prefix: str,
+    frequency: IndexNameFrequency,
+    timestamp: float,
+    *,
+    tz: IndexTimezone = IndexTimezone.UTC,
+) -> str:
+    """The name a fresh namer gives (no cache): the reference for the caching one."""
+    return IndexNamer(prefix, frequency, tz)(timestamp)
 
 
 def utc(

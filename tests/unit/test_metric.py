@@ -7,19 +7,37 @@ import fractions
 import math
 import pickle
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from ecs_metrics_handler._metric import (
-    Metric,
     MetricType,
     exception_type_name,
     metric,
     normalize_labels,
-    normalize_metric,
+    normalize_metric_fields,
 )
 from ecs_metrics_handler.exceptions import InvalidMetricError
+
+
+class Metric(NamedTuple):
+    """The fields normalize_metric_fields returns, named for readable assertions."""
+
+    name: str
+    value: float | int | None
+    unit: str | None
+    type: MetricType
+    labels: dict[str, Any]
+    duration_ns: int | None
+    start: float | None
+    end: float | None
+    outcome: str | None
+    error_type: str | None = None
+
+
+def normalize_metric(payload: object) -> Metric:
+    return Metric(*normalize_metric_fields(payload))
 
 
 def test_metric_builds_the_extra_mapping_without_none_entries() -> None:
