@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         hosts=["http://127.0.0.1:9"], es_index_name="bench-steps", max_queue_records=10**7
     )
     handler._worker.start = lambda: None  # type: ignore[method-assign]  # capture only
-    handler._worker.started = True
+    handler._worker._started = True
     logger = bench_logger("bench.steps", handler)
     results: dict[str, float] = {}
     queue = handler.buffer
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     results["b''.join(batch) (sender body)"] = (
         per_item_ns(lambda bs: [b"".join(items.items) for _ in bs], [0] * 20, args.repeat) / 1000
     )
-    handler._worker.started = False
+    handler._worker._started = False
     handler.buffer.clear()
     handler.close()
 

@@ -15,7 +15,6 @@ import logging
 import multiprocessing.util
 import os
 import threading
-import time
 import weakref
 from collections import deque
 from logging.handlers import BufferingHandler
@@ -75,13 +74,6 @@ def _message_of(record: logging.LogRecord) -> Any:
     except Exception:
         return record.msg
 
-
-#: When the queue is full, a logging call waits at most this many steps of this many seconds
-#: before dropping its record: 10 ms without a failure folder, 1 s with one (where a drop
-#: would break the promise that nothing is lost, and the disk sets the pace).
-_ROOM_WAIT_STEPS = 10
-_ROOM_WAIT_STEPS_SPOOLING = 1000
-_ROOM_WAIT_STEP = 0.001
 
 _live_handlers: weakref.WeakSet[ElasticECSHandler] = weakref.WeakSet()
 _fork_hook_lock = threading.Lock()
@@ -164,7 +156,6 @@ class ElasticECSHandler(BufferingHandler):
         self._client = client
         self._metric_key = self.options.metric_key
         self._ship_log_records = self.options.ship_log_records
-        self._max_queue = self.options.max_queue_records
         self._decisions: dict[str, bool] = {}
         self._closed = False
         self._flush_timed_out = False
@@ -286,43 +277,20 @@ class ElasticECSHandler(BufferingHandler):
                 if type(labels) is dict:
                     payload["labels"] = labels.copy()
             worker = self._worker
-            if threading.get_ident() in worker.thread_ids:
+            if worker.runs_here():
                 return  # something logged from our own worker: never ship it
             message = _message_of(record)
             seq = self._seq.next()  # atomic: emit needs no lock
             if self._closed:
                 self._stats.drop("handler closed")
                 return
-            queue = self.buffer
-            if len(queue) >= self._max_queue and not self._wait_for_room(queue):
+            entry = capture(record, seq, payload, message, keep_record=self._keep_live_record)
+            if not worker.offer(entry):
                 self._stats.drop("in-memory queue full (max_queue_records)")
-                return
-            queue.append(capture(record, seq, payload, message, keep_record=self._keep_live_record))
-            if not worker.started:
-                worker.start()
-            if len(queue) >= self.capacity and not worker.wake_pending:
-                worker.wake()
         except RecursionError:  # see logging.Handler.emit
             raise
         except Exception:
             self.handleError(record)
-
-    def _wait_for_room(self, queue: deque[Entry]) -> bool:
-        """Overload: give the worker the CPU for a bounded time (see the class doc), then give up.
-
-        Only reached when ``max_queue_records`` records wait, i.e. when the application logs
-        faster than the worker can build documents; a short, bounded pause then throttles the
-        application to the worker's pace instead of losing metrics.
-        """
-        worker = self._worker
-        if not worker.wake_pending:
-            worker.wake()
-        steps = _ROOM_WAIT_STEPS if self._spool is None else _ROOM_WAIT_STEPS_SPOOLING
-        for _ in range(steps):
-            time.sleep(_ROOM_WAIT_STEP)
-            if len(queue) < self._max_queue:
-                return True
-        return False
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Ship what is buffered and wait until it is acknowledged, spooled or dead-lettered.

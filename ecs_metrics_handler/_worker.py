@@ -54,6 +54,12 @@ from ._template_install import TemplateInstaller
 __all__ = ["Worker"]
 
 _MIN_BULK_DOCS = 500
+#: When the queue is full, offer() waits at most this many steps of this many seconds before
+#: refusing an entry: 10 ms without a failure folder, 1 s with one (where a drop would break
+#: the promise that nothing is lost, and the disk sets the pace).
+_ROOM_WAIT_STEPS = 10
+_ROOM_WAIT_STEPS_SPOOLING = 1000
+_ROOM_WAIT_STEP = 0.001
 #: ``stop()`` returns within its timeout plus this grace (seconds) ...
 _JOIN_GRACE = 1.0
 #: ... of which this much is kept for writing the last documents (and one fsync)
@@ -98,6 +104,9 @@ class Worker:
         self._id_prefix = id_prefix
         self._bulk_docs = max(buffer_size, _MIN_BULK_DOCS)
         self._interval = flush_interval
+        self._max_queue = max_queue_records
+        self._wake_at = buffer_size
+        self._room_wait_steps = _ROOM_WAIT_STEPS if spool is None else _ROOM_WAIT_STEPS_SPOOLING
         self._queue_high_water = max(1, int(max_queue_records * 0.8))
         self._clock = clock
 
@@ -134,19 +143,18 @@ class Worker:
         )
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
-        #: set by the handler before it sets the wake-up event: one wake-up per batch
-        self.wake_pending = False
-        self.thread_ids: frozenset[int] = frozenset()
-        self.started = False
+        self._wake_pending = False  # one wake-up per batch, not per record
+        self._thread_ids: frozenset[int] = frozenset()
+        self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the threads (idempotent, thread-safe)."""
         with self._start_lock:
-            if self.started:
+            if self._started:
                 return
-            self.started = True
+            self._started = True
             self._threads = [
                 threading.Thread(target=run, name=f"ecs-metrics-{name}", daemon=True)
                 for name, run in (
@@ -157,12 +165,49 @@ class Worker:
             ]
             for thread in self._threads:
                 thread.start()
-            self.thread_ids = frozenset(t.ident for t in self._threads if t.ident is not None)
+            self._thread_ids = frozenset(t.ident for t in self._threads if t.ident is not None)
+
+    def offer(self, entry: Entry) -> bool:
+        """Queue ``entry`` for shipping (called by the handler on the application's thread).
+
+        No lock, no I/O. When ``max_queue_records`` entries wait already, first gives the
+        worker the CPU for a bounded time (1 ms steps, at most 10 ms, or 1 s with a failure
+        folder) and returns False, queueing nothing, if the queue is still full. Starts the
+        threads on the first entry; wakes the batcher when ``buffer_size`` entries wait.
+        """
+        queue = self._queue
+        if len(queue) >= self._max_queue and not self._wait_for_room():
+            return False
+        queue.append(entry)
+        if not self._started:
+            self.start()
+        if len(queue) >= self._wake_at and not self._wake_pending:
+            self.wake()
+        return True
+
+    def runs_here(self) -> bool:
+        """Whether the calling thread is one of this worker's (whose records are never shipped)."""
+        return threading.get_ident() in self._thread_ids
 
     def wake(self) -> None:
         """Ask the batcher to take what is queued now."""
-        self.wake_pending = True
+        self._wake_pending = True
         self._wake.set()
+
+    def _wait_for_room(self) -> bool:
+        """Overload: the application logs faster than the worker builds documents. Wait a little.
+
+        A short, bounded pause throttles the application to the worker's pace instead of
+        losing metrics; returns whether room appeared.
+        """
+        if not self._wake_pending:
+            self.wake()
+        queue = self._queue
+        for _ in range(self._room_wait_steps):
+            time.sleep(_ROOM_WAIT_STEP)
+            if len(queue) < self._max_queue:
+                return True
+        return False
 
     def flush(self, target_seq: int, timeout: float) -> bool:
         """Wait until every record with a sequence number up to ``target_seq`` is settled.
@@ -171,7 +216,7 @@ class Worker:
         that happened within ``timeout`` seconds. Blocks the caller; holds no lock the
         application needs while waiting.
         """
-        if not self.started:
+        if not self._started:
             if not self._queue:
                 return True
             self.start()
@@ -199,7 +244,7 @@ class Worker:
         """
         start = self._clock()
         self._closing = True  # from now on a backlog goes to the spooler instead of waiting
-        if wait_for_delivery and self.started:
+        if wait_for_delivery and self._started:
             self.flush(target_seq, timeout)
         end = start + timeout + _JOIN_GRACE
         self._out_of_time_at = end - _FINAL_WRITE_RESERVE
@@ -245,7 +290,7 @@ class Worker:
             while True:
                 self._wake.wait(self._interval)
                 self._wake.clear()
-                self.wake_pending = False
+                self._wake_pending = False
                 try:
                     self._drain()
                 except Exception:  # pragma: no cover - a bug; never let the thread die silently

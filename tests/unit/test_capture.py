@@ -132,7 +132,7 @@ def test_a_builder_that_overrides_build_receives_the_live_record() -> None:
         assert not DocumentBuilder(plain.options).needs_live_record
         for h in (handler, plain):
             h._worker.start = lambda: None  # type: ignore[method-assign]  # capture only
-            h._worker.started = True
+            h._worker._started = True
             record = make_record("m")
             record.tenant = "acme"
             record.metric = {"name": "x", "value": 1}
@@ -147,6 +147,6 @@ def test_a_builder_that_overrides_build_receives_the_live_record() -> None:
         )
     finally:
         for h in (handler, plain):
-            h._worker.started = False
+            h._worker._started = False
             h.buffer.clear()
             h.close()
