@@ -18,9 +18,12 @@ import traceback
 from typing import Any, Final, TypeAlias
 
 from ._metric import exception_type_name
+from ._trace import TraceIds, current_trace, trace_from_payload
 
-__all__ = ["Entry", "RecordLike", "capture", "safe_str"]
+__all__ = ["TRACE_ATTRIBUTE", "Entry", "RecordLike", "capture", "safe_str", "trace_of"]
 
+#: where a kept live record carries the trace ids captured with it
+TRACE_ATTRIBUTE: Final = "_ecs_metrics_trace"
 _SHARED_LIMIT: Final = 4096
 _shared: dict[Any, Any] = {}
 
@@ -66,6 +69,7 @@ class Entry:
         "seq",
         "thread",
         "threadName",
+        "trace",
     )
 
     seq: int
@@ -87,6 +91,8 @@ class Entry:
     process: int | None
     thread: int | None
     threadName: str | None  # noqa: N815 - the LogRecord attribute's name
+    #: ``(trace.id, span.id, transaction.id)`` of the span active at capture, or ``None``
+    trace: TraceIds | None
 
     @property
     def source(self) -> RecordLike:
@@ -108,6 +114,9 @@ def capture(
 
     Costs a few attribute reads and dict lookups; formats the stack when the record carries
     an exception, so that no traceback (and none of its frames' locals) outlives the call.
+    Takes the trace ids from the payload (``trace_id``...) when it has them, else from the
+    span active on the calling thread (:func:`~._trace.current_trace`); a kept live record
+    carries them in its ``TRACE_ATTRIBUTE`` attribute.
     """
     out = Entry()
     out.seq = seq
@@ -126,6 +135,10 @@ def capture(
     out.exc_info = None
     out.exc_text = record.exc_text
     out.error = None
+    trace = trace_from_payload(payload) if type(payload) is dict and "trace_id" in payload else None
+    out.trace = trace if trace is not None else current_trace()
+    if keep_record and out.trace is not None:
+        record.__dict__[TRACE_ATTRIBUTE] = out.trace
     exc_info = record.exc_info
     if exc_info and exc_info[0] is not None and not keep_record:
         exc_type, exc_value, exc_tb = exc_info
@@ -133,6 +146,14 @@ def capture(
         if not out.exc_text:
             out.exc_text = "".join(traceback.format_exception(exc_type, exc_value, exc_tb))
     return out
+
+
+def trace_of(record: RecordLike) -> TraceIds | None:
+    """The trace ids captured with ``record`` (an entry, or a kept live record), if any."""
+    if type(record) is Entry:
+        return record.trace
+    found: TraceIds | None = record.__dict__.get(TRACE_ATTRIBUTE)
+    return found
 
 
 def safe_str(value: Any) -> str:

@@ -43,6 +43,7 @@ from ._hosts import DEFAULT_HOST, DEFAULT_HOSTS, DEFAULT_PORT, coerce_hosts, par
 from ._index_names import (
     INDEX_DATE_SUFFIX_BYTES,
     MAX_INDEX_NAME_BYTES,
+    elastic_data_stream_parts,
     validate_data_stream_name,
     validate_index_name,
     validate_index_prefix,
@@ -290,8 +291,22 @@ class HandlerOptions:
 
     @property
     def resolved_event_dataset(self) -> str:
-        """``event_dataset``, else ``f"{resolved_service_name}.metrics"``."""
-        return self.event_dataset or f"{self.resolved_service_name}.metrics"
+        """``event_dataset``; else the dataset of a ``data_stream`` named the Elastic way
+        (``metrics-<dataset>-<namespace>``); else ``f"{resolved_service_name}.metrics"``."""
+        if self.event_dataset:
+            return self.event_dataset
+        parts = self.data_stream_parts
+        if parts is not None:
+            return parts[1]
+        return f"{self.resolved_service_name}.metrics"
+
+    @property
+    def data_stream_parts(self) -> tuple[str, str, str] | None:
+        """``(type, dataset, namespace)`` when ``data_stream`` follows Elastic's naming, else
+        None (then documents carry no ``data_stream.*`` fields)."""
+        if self.data_stream is None:
+            return None
+        return elastic_data_stream_parts(self.data_stream)
 
     @property
     def target_prefix(self) -> str:

@@ -21,9 +21,12 @@ index template in ``mappings/``. A metric document::
                "version": "0.1.0", "ephemeral_id": "..."}}
 
 ``event.*`` timing fields, ``metrics.duration`` and ``error.type`` appear for timers only,
-``labels`` only when there are some. Then ``es_additional_fields`` is deep-merged over the
-document (it wins over the fields above), then every ``es_additional_fields_in_env`` field whose
-environment variable is set at that moment is written over it. A field whose variable is unset
+``labels`` only when there are some, ``trace.id``/``span.id``/``transaction.id`` when a span
+was active where the metric was logged (see ``_trace``), ``data_stream.type``/``dataset``/
+``namespace`` when ``data_stream`` is named the Elastic way (``metrics-<dataset>-<namespace>``).
+Then ``es_additional_fields`` is deep-merged over the document (it wins over the fields
+above), then every ``es_additional_fields_in_env`` field whose environment variable is set at
+that moment is written over it. A field whose variable is unset
 keeps the value from ``es_additional_fields``, or is absent when that has none.
 
 Each returned document is freshly built: no nested dict or list in it is shared with the
@@ -43,7 +46,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from ._capture import Entry, RecordLike, safe_str
+from ._capture import Entry, RecordLike, safe_str, trace_of
 from ._config import HandlerOptions, iter_leaves, thaw
 from ._metric import exception_type_name, normalize_metric_fields
 from ._serialize import dumps
@@ -62,7 +65,19 @@ ECS_VERSION: Final = "8.17.0"
 AGENT_NAME: Final = "ecs-metrics-handler"
 _DISTRIBUTION: Final = "ecs-metrics-handler"
 _PER_DOCUMENT_KEYS: Final = frozenset(
-    {"@timestamp", "message", "event", "metrics", "labels", "log", "process", "error"}
+    {
+        "@timestamp",
+        "message",
+        "event",
+        "metrics",
+        "labels",
+        "log",
+        "process",
+        "error",
+        "trace",
+        "span",
+        "transaction",
+    }
 )
 _TIMESTAMP_CACHE_SIZE: Final = 4096
 _EPOCH_DAY: Final = datetime.date(1970, 1, 1)
@@ -205,6 +220,10 @@ class DocumentBuilder:
                 "ephemeral_id": uuid.uuid4().hex,
             },
         }
+        parts = options.data_stream_parts
+        if parts is not None:
+            kind, dataset, namespace = parts
+            static["data_stream"] = {"type": kind, "dataset": dataset, "namespace": namespace}
         _merge_into(static, self._additional_static)
         self._static = tuple((key, value, _copier(value)) for key, value in static.items())
         # For build_source(): the same parts serialised once, as the tail of a JSON object.
@@ -305,6 +324,13 @@ class DocumentBuilder:
         if record.thread is not None:
             process["thread"] = {"id": record.thread, "name": record.threadName}
         doc["process"] = process
+        trace = trace_of(record)
+        if trace is not None:
+            doc["trace"] = {"id": trace[0]}
+            if trace[1] is not None:
+                doc["span"] = {"id": trace[1]}
+            if trace[2] is not None:
+                doc["transaction"] = {"id": trace[2]}
 
         if with_static:
             for key, value, copy in self._static:

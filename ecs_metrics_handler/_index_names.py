@@ -7,8 +7,10 @@ from typing import Final
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "ELASTIC_DATA_STREAM_TYPES",
     "INDEX_DATE_SUFFIX_BYTES",
     "MAX_INDEX_NAME_BYTES",
+    "elastic_data_stream_parts",
     "validate_data_stream_name",
     "validate_index_name",
     "validate_index_prefix",
@@ -21,6 +23,10 @@ INDEX_DATE_SUFFIX_BYTES: Final = 11
 #: Bytes a data stream name must leave free for its backing indices,
 #: ``".ds-" + name + "-YYYY.MM.DD-000001"``.
 _DATA_STREAM_RESERVED_BYTES: Final = 22
+#: The ``data_stream.type`` values of Elastic's data stream naming scheme.
+ELASTIC_DATA_STREAM_TYPES: Final = frozenset(
+    {"logs", "metrics", "traces", "synthetics", "profiling"}
+)
 _INDEX_FORBIDDEN_CHARS: Final = ("\\", "/", "*", "?", '"', "<", ">", "|", ",", "#", ":", " ")
 
 
@@ -74,3 +80,19 @@ def validate_data_stream_name(option: str, name: object) -> str:
     if checked.startswith(".ds-"):
         raise ConfigurationError(option, "a data stream name not starting with '.ds-'", checked)
     return checked
+
+
+def elastic_data_stream_parts(name: str) -> tuple[str, str, str] | None:
+    """``(type, dataset, namespace)`` of a name in Elastic's ``<type>-<dataset>-<namespace>``
+    scheme (``metrics-shop.db-production``), else None.
+
+    The scheme: a known type, then a dataset and a namespace, each non-empty, without ``-``
+    and at most 100 bytes. Pure.
+    """
+    parts = name.split("-")
+    if len(parts) != 3 or parts[0] not in ELASTIC_DATA_STREAM_TYPES:
+        return None
+    kind, dataset, namespace = parts
+    if not dataset or not namespace or len(dataset.encode()) > 100 or len(namespace.encode()) > 100:
+        return None
+    return kind, dataset, namespace

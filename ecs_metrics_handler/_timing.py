@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
 
 from ._metric import METRIC_KEY, LabelValue, exception_type_name
+from ._trace import TraceIds, current_trace
 
 __all__ = ["METRICS_LOGGER_NAME", "timed"]
 
@@ -59,7 +60,7 @@ METRICS_LOGGER_NAME: Final = "ecs_metrics_handler.metrics"
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_Frame = tuple[int, float, "contextvars.Token[tuple[Any, ...]]"]
+_Frame = tuple[int, float, "TraceIds | None", "contextvars.Token[tuple[Any, ...]]"]
 
 
 class timed:  # noqa: N801 - lower case like contextlib's context managers, used as a decorator
@@ -121,7 +122,7 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         self.timestamp: Literal["end", "start"] = timestamp
         self._clock = clock
         self._wall_clock = wall_clock
-        # One stack of (start_ns, start_wall, token) per context: threads and asyncio tasks
+        # One stack of (start_ns, start_wall, trace, token) per context: threads and asyncio tasks
         # each see their own, so concurrent and nested entries never overwrite each other.
         self._frames: contextvars.ContextVar[tuple[_Frame, ...]] = contextvars.ContextVar(
             f"timed[{name}]", default=()
@@ -140,8 +141,8 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        start_ns, start_wall = self._pop()
-        self._emit(start_ns, start_wall, exc_type)
+        start_ns, start_wall, trace = self._pop()
+        self._emit(start_ns, start_wall, exc_type, trace)
 
     async def __aenter__(self) -> timed:
         self._push()
@@ -153,8 +154,8 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        start_ns, start_wall = self._pop()
-        self._emit(start_ns, start_wall, exc_type)
+        start_ns, start_wall, trace = self._pop()
+        self._emit(start_ns, start_wall, exc_type, trace)
 
     def _push(self) -> None:
         frames = self._frames.get()
@@ -163,19 +164,19 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         # Each frame keeps the token that restores the stack without it: resetting on exit
         # leaves the context as it was, so short-lived instances leave nothing behind.
         token = self._frames.set(frames)
-        self._frames.set((*frames, (start_ns, start_wall, token)))
+        self._frames.set((*frames, (start_ns, start_wall, current_trace(), token)))
 
-    def _pop(self) -> tuple[int, float]:
+    def _pop(self) -> tuple[int, float, TraceIds | None]:
         frames = self._frames.get()
         if not frames:  # exit without a matching entry in this context
             now = self._clock()
-            return now, self._wall_clock()
-        start_ns, start_wall, token = frames[-1]
+            return now, self._wall_clock(), current_trace()
+        start_ns, start_wall, trace, token = frames[-1]
         try:
             self._frames.reset(token)
         except ValueError:  # exited in another context than it was entered in
             self._frames.set(frames[:-1])
-        return start_ns, start_wall
+        return start_ns, start_wall, trace
 
     # ---------------------------------------------------------------------- decorator
 
@@ -186,28 +187,30 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                trace = current_trace()
                 start_wall = self._wall_clock()
                 start_ns = self._clock()
                 try:
                     result = await async_func(*args, **kwargs)
                 except BaseException:
-                    self._emit(start_ns, start_wall, sys.exc_info()[0])
+                    self._emit(start_ns, start_wall, sys.exc_info()[0], trace)
                     raise
-                self._emit(start_ns, start_wall, None)
+                self._emit(start_ns, start_wall, None, trace)
                 return result
 
             return cast(Callable[P, R], async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            trace = current_trace()
             start_wall = self._wall_clock()
             start_ns = self._clock()
             try:
                 result = func(*args, **kwargs)
             except BaseException:
-                self._emit(start_ns, start_wall, sys.exc_info()[0])
+                self._emit(start_ns, start_wall, sys.exc_info()[0], trace)
                 raise
-            self._emit(start_ns, start_wall, None)
+            self._emit(start_ns, start_wall, None, trace)
             return result
 
         return wrapper
@@ -220,14 +223,22 @@ class timed:  # noqa: N801 - lower case like contextlib's context managers, used
         value: int | None = getattr(self._last, "elapsed_ns", None)
         return value
 
-    def _emit(self, start_ns: int, start_wall: float, exc_type: type[BaseException] | None) -> None:
+    def _emit(
+        self,
+        start_ns: int,
+        start_wall: float,
+        exc_type: type[BaseException] | None,
+        trace: TraceIds | None,
+    ) -> None:
         duration_ns = max(0, self._clock() - start_ns)
         self._last.elapsed_ns = duration_ns
         logger = self.logger
         try:
             if not logger.isEnabledFor(self.level):
                 return
-            payload = timer_payload(self.name, duration_ns, start_wall, exc_type, self.labels)
+            payload = timer_payload(
+                self.name, duration_ns, start_wall, exc_type, self.labels, trace=trace
+            )
             # stacklevel 3: the record points at the code that used timed, not at this module
             # (1 = this method, 2 = __exit__ or the wrapper, 3 = their caller).
             log_timer_record(
@@ -254,11 +265,15 @@ def timer_payload(
     start: float,
     exc_type: type[BaseException] | None = None,
     labels: Mapping[str, LabelValue] | None = None,
+    *,
+    trace: TraceIds | None = None,
 ) -> dict[str, Any]:
     """The payload :class:`timed` logs for a measure of ``duration_ns`` ns begun at ``start``.
 
     ``start`` is in epoch seconds; ``exc_type`` is the exception the block raised, if any
-    (outcome ``"failure"``, or ``"unknown"`` for a ``BaseException``, and ``error_type``).
+    (outcome ``"failure"``, or ``"unknown"`` for a ``BaseException``, and ``error_type``);
+    ``trace`` the ids of the span active when the block began (``trace_id``, ``span_id``,
+    ``transaction_id``).
     """
     payload: dict[str, Any] = {
         "name": name,
@@ -274,6 +289,8 @@ def timer_payload(
     if exc_type is not None:
         payload["outcome"] = "failure" if issubclass(exc_type, Exception) else "unknown"
         payload["error_type"] = exception_type_name(exc_type)
+    if trace is not None:
+        payload["trace_id"], payload["span_id"], payload["transaction_id"] = trace
     return payload
 
 

@@ -366,6 +366,41 @@ def test_data_stream_target_receives_create_ops(
     assert hits[0]["_index"].startswith(".ds-")
 
 
+def test_a_data_stream_named_the_elastic_way_carries_its_fields_and_trace_ids_are_searchable(
+    es_server: Any, es_client: Any, logger: logging.Logger
+) -> None:
+    """metrics-<dataset>-<namespace>: data_stream.* and event.dataset on every document, mapped
+    as keywords by the installed template, and an OpenTelemetry span's ids found by a term query."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    dataset = f"ecsmh.{uuid.uuid4().hex[:8]}"
+    stream = f"metrics-{dataset}-test"
+    handler = ElasticECSHandler(
+        hosts=[es_server.url], data_stream=stream, install_template=True, flush_frequency_in_sec=0.2
+    )
+    logger.addHandler(handler)
+    tracer = TracerProvider().get_tracer("tests")
+    with tracer.start_as_current_span("request") as span:
+        logger.info("m", extra=metric("ds.traced", 1))
+    logger.info("m", extra=metric("ds.untraced", 2))
+    assert handler.flush(30)
+    trace_id = f"{span.get_span_context().trace_id:032x}"
+    hits = _search(es_client, stream)
+    assert sorted(h["_source"]["metrics"]["name"] for h in hits) == ["ds.traced", "ds.untraced"]
+    for hit in hits:
+        source = hit["_source"]
+        assert source["data_stream"] == {"type": "metrics", "dataset": dataset, "namespace": "test"}
+        assert source["event"]["dataset"] == dataset
+    found = _search(es_client, stream, query={"term": {"trace.id": trace_id}})
+    assert [h["_source"]["metrics"]["name"] for h in found] == ["ds.traced"]
+    mapping = es_client.indices.get_mapping(index=stream)
+    (index_mapping,) = mapping.body.values() if hasattr(mapping, "body") else mapping.values()
+    props = index_mapping["mappings"]["properties"]
+    assert props["data_stream"]["properties"]["dataset"]["type"] == "keyword"
+    assert props["trace"]["properties"]["id"]["type"] == "keyword"
+    assert props["span"]["properties"]["id"]["type"] == "keyword"
+
+
 def test_secured_node_with_basic_auth_and_api_key_over_verified_tls(
     secured_es: Any, logger: logging.Logger
 ) -> None:

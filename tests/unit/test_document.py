@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from ecs_metrics_handler._config import HandlerOptions
@@ -442,3 +443,39 @@ def test_build_source_follows_an_overridden_build() -> None:
     assert (
         orjson.loads(builder.build_source(record, "m", {"name": "m", "value": 1}))["tenant"] == "a"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("metrics-shop-default", ("metrics", "shop", "default")),
+        ("metrics-shop.db-production", ("metrics", "shop.db", "production")),
+        ("logs-app-ns1", ("logs", "app", "ns1")),
+        ("python-metrics", None),  # not the Elastic scheme: no fields
+        ("metrics-a-b-c", None),
+        ("custom-shop-default", None),
+    ],
+)
+def test_a_data_stream_named_the_elastic_way_is_on_every_document(
+    name: str, expected: tuple[str, str, str] | None
+) -> None:
+    builder = make_builder(data_stream=name)
+    doc = builder.build(make_record(), "m", {"name": "x", "value": 1})
+    if expected is None:
+        assert "data_stream" not in doc
+        assert doc["event"]["dataset"] == "shop.metrics"
+    else:
+        kind, dataset, namespace = expected
+        assert doc["data_stream"] == {"type": kind, "dataset": dataset, "namespace": namespace}
+        assert doc["event"]["dataset"] == dataset  # event.dataset follows data_stream.dataset
+    # the serialised form (static parts rendered once) carries the same fields
+    assert orjson.loads(builder.build_source(make_record(), "m", {"name": "x"})) == builder.build(
+        make_record(), "m", {"name": "x"}
+    )
+
+
+def test_an_explicit_event_dataset_wins_over_the_data_stream_dataset() -> None:
+    builder = make_builder(data_stream="metrics-shop-default", event_dataset="other")
+    doc = builder.build(make_record(), "m", {"name": "x", "value": 1})
+    assert doc["event"]["dataset"] == "other"
+    assert doc["data_stream"]["dataset"] == "shop"
