@@ -28,6 +28,9 @@ __all__ = ["CLOSING", "REFUSED", "UNAVAILABLE", "Delivery", "RetryPolicy", "deli
 CLOSING = "handler closed before delivery"
 UNAVAILABLE = "cluster unavailable"
 REFUSED = "refused"
+#: HTTP status of a request over the cluster's ``http.max_content_length``; the failure folder's
+#: replay splits such a request (see :func:`~._resend.send_items`)
+_TOO_LARGE = 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,8 @@ def deliver(
             return out
         if failure is not None and not failure.retryable:
             out.refusal = failure.reason
-            breaker.failed()
+            if failure.status != _TOO_LARGE:  # a request too large is no outage: the rest ships
+                breaker.failed()
             return _leave(out, retry, REFUSED)
         attempt += 1
         if failure is not None and probing:

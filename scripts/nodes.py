@@ -860,9 +860,10 @@ class Cluster:
         else:
             settings["discovery.seed_hosts"] = [f"127.0.0.1:{n.transport_port}" for n in self.nodes]
             settings["cluster.initial_master_nodes"] = [n.name for n in self.nodes]
-        if self.tiny_queue:
+        if self.tiny_queue:  # a constrained node: 429s under load, 413 over 1 MiB
             settings["thread_pool.write.size"] = 1
             settings["thread_pool.write.queue_size"] = 1
+            settings["http.max_content_length"] = "1mb"
         if self.kind == "elasticsearch":
             settings["xpack.security.enabled"] = self.secured
             if self.secured:
@@ -1381,7 +1382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_args(p)
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--tiny-queue", action="store_true",
-                   help="thread_pool.write.size=1 and queue_size=1 (429s under load)")
+                   help="thread_pool.write.size=1 and queue_size=1 (429s under load), "
+                        "http.max_content_length=1mb (413 for larger requests)")
     p.add_argument("--secured", action="store_true",
                    help="security on, TLS on HTTP, a user with a password, API keys")
     p.add_argument("--name", help="cluster name (default from kind/major/options, e.g. es9)")

@@ -65,7 +65,8 @@ def os_server(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_queue_es(request: pytest.FixtureRequest) -> Any:
-    """Elasticsearch with ``thread_pool.write.size=1`` and ``queue_size=1``: 429s under load."""
+    """Elasticsearch with ``thread_pool.write.size=1`` and ``queue_size=1`` (429s under load)
+    and ``http.max_content_length=1mb`` (413 for larger requests)."""
     return _shared(request, "tiny_queue_es")
 
 

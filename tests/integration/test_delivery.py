@@ -272,6 +272,46 @@ def test_real_429s_from_a_tiny_write_queue_are_retried_to_an_exact_count(
         client.close()
 
 
+def test_batches_over_the_nodes_request_limit_are_split_by_the_replay_and_all_arrive(
+    tiny_queue_es: Any, unique_name: str, tmp_path: Path
+) -> None:
+    """30 metrics with 100 kB messages against a node limited to 1 MiB per request: the live
+    batch is refused (413) without stopping delivery, goes to the failure folder, and the
+    replay splits it until every document is indexed, each once."""
+    logger = logging.getLogger(f"big.{unique_name}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = ElasticECSHandler(
+        hosts=[tiny_queue_es.url],
+        es_index_name=unique_name,
+        flush_failure_folder=str(tmp_path),
+        flush_frequency_in_sec=0.1,
+    )
+    logger.addHandler(handler)
+    try:
+        for i in range(30):
+            logger.info("x" * 100_000, extra=metric("big", i))
+        assert handler.flush(30)
+        deadline = time.monotonic() + 60
+        while handler.stats()["replayed"] < 30 and time.monotonic() < deadline:
+            handler.flush(1)
+        stats = handler.stats()
+        logger.info("after", extra=metric("small", 1))  # live delivery still flows
+        assert handler.flush(30)
+        shipped = handler.stats()["shipped"]
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert (stats["spooled"], stats["replayed"], stats["dropped"]) == (30, 30, 0), stats
+    assert shipped == 1
+    assert not list(tmp_path.glob("quarantined-*")) and not list(tmp_path.glob("segment-*"))
+    client = _client(tiny_queue_es.url)
+    try:
+        assert _count(client, f"{unique_name}-*") == 31
+    finally:
+        client.close()
+
+
 def test_a_mapping_conflict_dead_letters_one_document_and_indexes_the_rest(
     es_server: Any, es_client: Any, unique_name: str, logger: logging.Logger, tmp_path: Path
 ) -> None:

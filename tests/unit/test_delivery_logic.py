@@ -221,6 +221,18 @@ def test_a_request_refused_as_a_whole_is_not_retried(status: str) -> None:
     assert out.refusal == f"HTTP {status}"
 
 
+def test_a_request_too_large_goes_to_the_folder_without_opening_the_breaker() -> None:
+    """413 is about this request, not the cluster: the folder's replay splits it, and the
+    batches behind it are still sent live."""
+    clock = FakeClock()
+    breaker = OutageBreaker(0.5, 30.0, clock)
+    items = [pair(i) for i in range(2)]
+    out, _ = run(items, ScriptedCluster(["413"]), breaker=breaker, clock=clock)
+    assert out.left == items and out.reason == REFUSED and not breaker.down
+    out, _ = run(items, ScriptedCluster(["401"]), breaker=breaker, clock=clock)
+    assert breaker.down  # a refused login is: stop sending everything
+
+
 def test_a_malformed_answer_acknowledges_nothing() -> None:
     items = [pair(i) for i in range(4)]
     cluster = ScriptedCluster(["empty", "truncated"])
