@@ -35,6 +35,26 @@ def tracer() -> Any:
     return TracerProvider().get_tracer("tests")
 
 
+def _quiet_transport() -> type:
+    """An APM transport that sends nothing and starts no thread (the trace ids are all we need)."""
+    from elasticapm.transport.base import Transport
+
+    class QuietTransport(Transport):  # type: ignore[misc]
+        def queue(self, event_type: Any, data: Any, flush: bool = False) -> None:
+            return None
+
+        def start_thread(self, pid: Any = None) -> None:
+            return None
+
+        def close(self) -> None:
+            return None
+
+    return QuietTransport
+
+
+QuietTransport = _quiet_transport()
+
+
 @pytest.fixture
 def apm() -> Iterator[Any]:
     import elasticapm
@@ -42,8 +62,9 @@ def apm() -> Iterator[Any]:
     client = elasticapm.Client(
         service_name="tests",
         server_url="http://127.0.0.1:9",
-        disable_send=True,
+        transport_class=f"{__name__}.QuietTransport",
         central_config=False,
+        metrics_interval="0ms",
     )
     try:
         yield elasticapm, client
