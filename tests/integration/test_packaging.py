@@ -49,7 +49,10 @@ def test_the_built_wheel_installs_alone_and_runs_the_demo_and_an_example(
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     python = str(venv / "bin" / "python")
-    _run([python, "-m", "pip", "install", "-q", str(wheel)], tmp_path, env, timeout=600)
+    import elasticsearch  # the client major must match the node's: install the suite's own
+
+    client = f"elasticsearch=={elasticsearch.__versionstr__}"
+    _run([python, "-m", "pip", "install", "-q", str(wheel), client], tmp_path, env, timeout=600)
     where = _run(
         [python, "-c", "import ecs_metrics_handler; print(ecs_metrics_handler.__file__)"], tmp_path
     )
