@@ -195,3 +195,26 @@ def test_a_builder_that_reads_the_live_record_gets_the_trace_too(
     doc = only_doc(handler, cluster)
     assert doc["labels"] == {"tag": "x"}
     assert doc["trace"] == {"id": hexes(span.get_span_context().trace_id, 32)}
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"trace_id": 42},
+        {"trace_id": ""},
+        {"trace_id": ["a"]},
+        {"trace_id": "t" * 32, "span_id": 7, "transaction_id": {"x": 1}},
+    ],
+)
+def test_trace_ids_of_the_wrong_type_are_ignored_and_the_metric_ships(
+    logger: logging.Logger, given: dict[str, Any]
+) -> None:
+    handler, cluster = ship(logger)
+    logger.info("m", extra={"metric": {"name": "typed", "value": 1, **given}})
+    doc = only_doc(handler, cluster)
+    assert doc["metrics"]["name"] == "typed"
+    if given["trace_id"] == "t" * 32:  # a good trace id keeps; the wrong-typed others drop
+        assert doc["trace"] == {"id": "t" * 32}
+        assert "span" not in doc and "transaction" not in doc
+    else:
+        assert "trace" not in doc
