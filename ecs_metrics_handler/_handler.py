@@ -85,6 +85,17 @@ def _reset_handlers_in_child() -> None:
         handler._reset_after_fork()
 
 
+def _payload_in_extra(record: logging.LogRecord, key: str) -> Any:
+    """The payload of a record whose extras sit under one ``extra`` attribute, else None.
+
+    Loguru's standard-handler sink (``logger.add(handler)``) builds such records: what
+    ``logger.bind(metric={...})`` or ``logger.info(..., metric={...})`` carries arrives as
+    ``record.extra["metric"]`` instead of ``record.metric``.
+    """
+    extra = record.__dict__.get("extra")
+    return extra.get(key) if type(extra) is dict else None
+
+
 def _close_at_multiprocessing_child_exit(handler: ElasticECSHandler) -> None:
     # A multiprocessing child leaves through os._exit(), skipping atexit and so
     # logging.shutdown(); its own exit hook runs these finalizers instead.
@@ -268,6 +279,8 @@ class ElasticECSHandler(BufferingHandler):
             if not ship:
                 return
             payload = record.__dict__.get(self._metric_key)
+            if payload is None:
+                payload = _payload_in_extra(record, self._metric_key)
             if payload is None:
                 if not self._ship_log_records:
                     return

@@ -94,6 +94,52 @@ def _check_replay(docs: list[dict[str, Any]]) -> None:
     assert sorted(d["labels"]["room"] for d in docs) == ["a", "b", "c", "d", "e"]
 
 
+def _check_structlog(docs: list[dict[str, Any]]) -> None:
+    by_name = {d["metrics"]["name"]: d for d in docs}
+    assert set(by_name) == {"db.query", "checkout.total", "queue.depth"}
+    db = by_name["db.query"]
+    assert db["log"]["logger"] == "shop"
+    assert db["log"]["origin"]["function"] == "checkout"  # structlog keeps the caller
+    assert db["message"] == "db query"
+    assert by_name["checkout.total"]["metrics"]["type"] == "timer"
+    assert by_name["checkout.total"]["labels"] == {"channel": "web"}
+
+
+def _check_loguru(docs: list[dict[str, Any]]) -> None:
+    by_name = {d["metrics"]["name"]: d for d in docs}
+    assert set(by_name) == {"db.query", "queue.depth", "orders.placed", "invoice.render"}
+    assert by_name["db.query"]["message"] == "db query"  # format="{message}": no decoration
+    assert by_name["orders.placed"]["metrics"]["type"] == "counter"
+    assert by_name["invoice.render"]["labels"] == {"format": "pdf"}
+    assert all(d["log"]["origin"]["file"]["name"] == "loguru_sink.py" for d in docs)
+
+
+def _check_server(server: str, min_processes: int) -> Callable[[list[dict[str, Any]]], None]:
+    def check(docs: list[dict[str, Any]]) -> None:
+        assert all(d["metrics"]["name"] == "http.request" for d in docs)
+        assert all(d["metrics"]["type"] == "timer" for d in docs)
+        assert all(d["labels"] == {"server": server} for d in docs)
+        pids = {d["process"]["pid"] for d in docs}
+        assert len(pids) >= min_processes, pids
+
+    return check
+
+
+def _check_django(docs: list[dict[str, Any]]) -> None:
+    names = sorted(d["metrics"]["name"] for d in docs)
+    assert names == ["books.viewed"] * 10 + ["view.book_detail"] * 10
+    assert all(d["service"] == {"name": "bookshop", "environment": "example"} for d in docs)
+    views = [d for d in docs if d["metrics"]["name"] == "view.book_detail"]
+    assert all(d["labels"] == {"framework": "django"} for d in views)
+
+
+def _check_celery(docs: list[dict[str, Any]]) -> None:
+    assert all(d["metrics"]["name"] == "task.resize" for d in docs)
+    assert all(d["event"]["outcome"] == "success" for d in docs)
+    # 12 tasks, at most 3 per pool process: at least 4 processes shipped, each its own.
+    assert len({d["process"]["pid"] for d in docs}) >= 4
+
+
 @dataclass(frozen=True)
 class Example:
     script: str
@@ -110,13 +156,24 @@ CASES = {
     "migrate_from_original": Example("migrate_from_original.py", 2, _check_migrate),
     "fork_workers": Example("fork_workers.py", 17, _check_fork, needs_fork=True),
     "replay_folder": Example("replay_folder.py", 5, _check_replay),
+    "structlog_stdlib": Example("structlog_stdlib.py", 3, _check_structlog),
+    "loguru_sink": Example("loguru_sink.py", 4, _check_loguru),
+    # 20 requests, 2 workers recycled every 4 requests: at least 5 worker processes.
+    "gunicorn_app": Example("gunicorn_app.py", 20, _check_server("gunicorn", 5), needs_fork=True),
+    "uvicorn_app": Example("uvicorn_app.py", 20, _check_server("uvicorn", 1)),
+    "django_site": Example("django_site.py", 20, _check_django),
+    "celery_tasks": Example("celery_tasks.py", 12, _check_celery, needs_fork=True),
 }
+
+#: Files in examples/ that are not examples themselves: what the server examples load.
+SUPPORT_FILES = {"_serve.py", "gunicorn.conf.py", "logging.yaml", "uvicorn_logging.yaml"}
 
 
 def test_every_example_is_exercised() -> None:
     """Each script in examples/ has a case here, so a new example cannot go untested."""
-    assert {p.name for p in EXAMPLES.glob("*.py")} == {c.script for c in CASES.values()}
-    assert (EXAMPLES / "logging.yaml").is_file()
+    scripts = {p.name for p in EXAMPLES.glob("*.py")} - SUPPORT_FILES
+    assert scripts == {c.script for c in CASES.values()}
+    assert all((EXAMPLES / name).is_file() for name in SUPPORT_FILES)
 
 
 def _search(es_client: Any, pattern: str) -> list[dict[str, Any]]:

@@ -64,6 +64,20 @@ def test_payload_mutated_after_the_call_is_shipped_as_it_was(logger: logging.Log
     assert doc["labels"] == {"k": "before"}
 
 
+def test_a_payload_under_an_extra_mapping_ships_as_loguru_sends_it(logger: logging.Logger) -> None:
+    """loguru's standard-handler sink puts its extras under ``record.extra``."""
+    handler, cluster = make()
+    logger.addHandler(handler)
+    logger.info("db query", extra={"extra": {"metric": {"name": "db.query", "value": 3}}})
+    logger.info("not a metric", extra={"extra": {"user": "ada"}})
+    logger.info("not a mapping", extra={"extra": ["metric"]})
+    own = {"name": "own", "value": 1}
+    logger.info("both", extra={"metric": own, "extra": {"metric": {"name": "bound", "value": 2}}})
+    assert handler.flush(5)
+    assert sorted(d["metrics"]["name"] for d in cluster.documents()) == ["db.query", "own"]
+    assert handler.stats()["emitted"] == 2
+
+
 def test_records_without_a_metric_are_not_shipped_by_default(logger: logging.Logger) -> None:
     handler, cluster = make()
     logger.addHandler(handler)
