@@ -12,8 +12,12 @@ collector does the worker's work, no more):
 * ``index``: ``IndexNamer(record.created)``;
 * ``dumps``: ``_serialize.dumps(doc)`` of the built documents;
 * ``bulk_pair``: ``_serialize.bulk_pair(index, doc_id, source)``;
-* ``batcher``: all of it through ``_batching.build_batch`` on batches of 1,000 (what the batcher
-  thread does per record, without waking up or handing over);
+* ``build_batch, reference builder only``: ``_batching.build_batch`` on batches of 1,000 with
+  the builder and ``bulk_pair`` for every record (the path for subclassed builders);
+* ``BulkEncoder.encode``: the fast path, entry to bulk pair in bytes;
+* ``batcher``: all of it through ``_batching.build_batch`` on batches of 1,000 with the encoder,
+  as the worker runs it (what the batcher thread does per record, without waking up or
+  handing over);
 * ``join``: ``b"".join(items)`` of a batch, the body the sender POSTs;
 * ``emit``: ``logger.info(...)`` through the handler (the worker never started: the calls
   only append) and ``null``: the same call on a ``NullHandler``.
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from ecs_metrics_handler import ElasticECSHandler
     from ecs_metrics_handler._batching import build_batch
     from ecs_metrics_handler._document import format_timestamp
+    from ecs_metrics_handler._encoder import BulkEncoder
     from ecs_metrics_handler._metric import normalize_metric_fields
     from ecs_metrics_handler._serialize import bulk_pair, dumps
 
@@ -112,14 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     batches = [entries[i : i + 1000] for i in range(0, len(entries), 1000)]
 
+    encode = BulkEncoder(builder, namer, "abcdefghijkl").encode
+
     def build_all(bs: list[Any]) -> None:
+        for b in bs:
+            build_batch(b, builder.build_source, namer, "abcdefghijkl", encode)
+
+    def build_all_reference(bs: list[Any]) -> None:
         for b in bs:
             build_batch(b, builder.build_source, namer, "abcdefghijkl")
 
+    results["build_batch, reference builder only"] = (
+        per_item_ns(build_all_reference, batches, args.repeat) / 1000
+    )
+    results["BulkEncoder.encode"] = per_item_ns(lambda es: each(encode, es), entries, args.repeat)
     results["build_batch (whole batcher step)"] = (
         per_item_ns(build_all, batches, args.repeat) / 1000
     )
-    items, _ = build_batch(batches[0], builder.build_source, namer, "abcdefghijkl")
+    items, _ = build_batch(batches[0], builder.build_source, namer, "abcdefghijkl", encode)
     assert items is not None
     results["b''.join(batch) (sender body)"] = (
         per_item_ns(lambda bs: [b"".join(items.items) for _ in bs], [0] * 20, args.repeat) / 1000

@@ -44,7 +44,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ._capture import Entry, RecordLike, safe_str, trace_of
 from ._config import HandlerOptions, iter_leaves, thaw
@@ -157,6 +157,19 @@ def _set_path(target: dict[str, Any], path: tuple[str, ...], value: str) -> None
     target[path[-1]] = value
 
 
+class EncoderParts(NamedTuple):
+    """A builder's fixed parts, for an encoder that writes its documents as bytes."""
+
+    #: the static fields serialised, as ``,"ecs":{...},...`` without the closing brace
+    static_open: bytes
+    #: ``event.dataset``
+    dataset: str
+    #: ``process.pid`` when a record carries none
+    pid: int
+    #: ``process.name``
+    process_name: str
+
+
 class DocumentBuilder:
     """Builds one ECS document per record; see the module documentation for the layout.
 
@@ -232,6 +245,22 @@ class DocumentBuilder:
         self._static_tail: bytes | None = None
         if static and not env_roots & static.keys():
             self._static_tail = b"," + dumps(static)[1:]
+
+    def encoder_parts(self) -> EncoderParts | None:
+        """What :class:`~._encoder.BulkEncoder` needs to write this builder's documents itself.
+
+        ``None`` when only :meth:`build` can say what a document is: it is overridden, or
+        ``es_additional_fields`` writes under per-document keys, or environment fields are set.
+        """
+        tail = self._static_tail
+        if (
+            type(self).build is not DocumentBuilder.build
+            or tail is None
+            or self._overrides
+            or self._env_fields
+        ):
+            return None
+        return EncoderParts(tail[:-1], self._dataset, self._pid, self._process_name)
 
     @property
     def needs_live_record(self) -> bool:

@@ -41,6 +41,7 @@ from ._breaker import OutageBreaker
 from ._capture import Entry
 from ._delivery import CLOSING, RetryPolicy
 from ._document import DocumentBuilder
+from ._encoder import BulkEncoder
 from ._folder_writer import FolderWriter
 from ._index import IndexNamer
 from ._ledger import Ledger, SpillJob
@@ -96,6 +97,8 @@ class Worker:
     ) -> None:
         self._queue = queue
         self._build_source = builder.build_source
+        encoder = BulkEncoder(builder, namer, id_prefix)
+        self._encode = encoder.encode if encoder.enabled else None
         self._namer = namer
         self._spool = spool
         self._folder = FolderWriter(spool, stats, reporter)
@@ -335,7 +338,9 @@ class Worker:
         if not entries:
             self._ledger.building(None)
             return
-        batch, rejected = build_batch(entries, self._build_source, self._namer, self._id_prefix)
+        batch, rejected = build_batch(
+            entries, self._build_source, self._namer, self._id_prefix, self._encode
+        )
         if rejected:
             self._stats.add("invalid", len(rejected))
             self._reporter.warning(
