@@ -263,6 +263,9 @@ class ElasticECSHandler(BufferingHandler):
         counter), so the lock that ``logging.Handler.handle`` holds around ``emit`` would only
         add cost to every logging call. Filters and levels apply exactly as in the stdlib.
         """
+        if not self.filters:
+            self.emit(record)
+            return True
         rv: object = self.filter(record)
         if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a new record
             record = rv
