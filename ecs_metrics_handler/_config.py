@@ -276,9 +276,9 @@ class HandlerOptions:
         30.0, _coerce_retry_backoff_max, after=("retry_backoff_initial",)
     )
     #: Records held in memory before the handler drops (and counts) new ones (>= buffer_size).
-    max_queue_records: int = option(50_000, _coerce_max_queue_records, after=("buffer_size",))
-    #: Serialised bytes held in memory waiting to ship or to be spooled (> 0; 16 MiB).
-    max_pending_bytes: int = option(16 << 20, integer(above=0))
+    max_queue_records: int = option(30_000, _coerce_max_queue_records, after=("buffer_size",))
+    #: Serialised bytes held in memory waiting to ship or to be spooled (> 0; 12 MiB).
+    max_pending_bytes: int = option(12 << 20, integer(above=0))
     #: Seconds ``flush()`` and ``close()`` may block (> 0).
     flush_timeout: float = option(5.0, number(above=0))
     #: Install the index (or data stream) template when the worker starts.
