@@ -55,12 +55,9 @@ def per_item_ns(fn: Any, items: list[Any], repeat: int) -> float:
     return best / len(items)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args(argv)
-
+def measure(n: int = 20_000, repeat: int = 5) -> dict[str, float]:
+    """Nanoseconds per record of each step (the names the table prints), in this process."""
+    args = argparse.Namespace(n=n, repeat=repeat)
     from ecs_metrics_handler import ElasticECSHandler
     from ecs_metrics_handler._batching import build_batch
     from ecs_metrics_handler._document import format_timestamp
@@ -142,7 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     handler._worker._started = False
     handler.buffer.clear()
     handler.close()
+    return results
 
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+    results = measure(args.n, args.repeat)
     print(f"per record, best of {args.repeat} loops over {args.n} records "
           f"({MESSAGE!r}, {METRIC_NAME!r}):")  # fmt: skip
     for name, ns in results.items():
