@@ -55,7 +55,6 @@ class Entry:
     __slots__ = (
         "created",
         "error",
-        "exc_info",
         "exc_text",
         "filename",
         "funcName",
@@ -81,7 +80,8 @@ class Entry:
     created: float
     #: ``(type name, message)`` of the record's exception, or ``None``
     error: tuple[str, str] | None
-    exc_info: None
+    #: always None (a class attribute: no slot, no store per record)
+    exc_info: None = None
     exc_text: str | None
     filename: str
     funcName: str | None  # noqa: N815 - the LogRecord attribute's name
@@ -136,7 +136,6 @@ def capture(
     thread = record.thread
     out.thread = shared(thread) or _share(thread)
     out.threadName = record.threadName
-    out.exc_info = None
     out.exc_text = record.exc_text
     out.error = None
     trace = trace_from_payload(payload) if type(payload) is dict and "trace_id" in payload else None
