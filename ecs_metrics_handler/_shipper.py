@@ -193,6 +193,25 @@ def requests_node_class() -> type:
     return _REQUESTS_NODE
 
 
+_REQUESTS_CONNECTION: type | None = None
+
+
+def requests_connection_class() -> type:
+    """opensearch-py's ``RequestsHttpConnection``, deaf to the environment for the same reasons
+    as :func:`requests_node_class`. Built once, on first use (imports opensearch-py)."""
+    global _REQUESTS_CONNECTION
+    if _REQUESTS_CONNECTION is None:
+        from opensearchpy import RequestsHttpConnection
+
+        class _RequestsConnection(RequestsHttpConnection):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.session.trust_env = False
+
+        _REQUESTS_CONNECTION = _RequestsConnection
+    return _REQUESTS_CONNECTION
+
+
 def check_optional_dependencies(options: HandlerOptions) -> None:
     """Raise :class:`MissingDependencyError` now, at construction, for a missing extra."""
     _requests_auth(options)
@@ -328,7 +347,7 @@ class OpenSearchShipper(_LazyClient):
     """Ships through opensearch-py (elasticsearch-py refuses OpenSearch's answers)."""
 
     def _build(self) -> Any:
-        from opensearchpy import OpenSearch, RequestsHttpConnection
+        from opensearchpy import OpenSearch
 
         o = self._options
         kwargs: dict[str, Any] = {
@@ -357,7 +376,7 @@ class OpenSearchShipper(_LazyClient):
             auth = _requests_auth(o)
             if auth is not None:
                 kwargs["http_auth"] = auth
-                kwargs["connection_class"] = RequestsHttpConnection
+                kwargs["connection_class"] = requests_connection_class()
         return OpenSearch(**kwargs)
 
     def bulk(self, body: bytes, count: int) -> BulkResult:

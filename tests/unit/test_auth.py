@@ -150,8 +150,9 @@ def test_opensearch_backend_without_opensearch_py_names_the_extra(
         ElasticECSHandler(backend="opensearch")
 
 
+@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
 def test_requests_based_auth_ignores_proxy_and_ca_bundle_variables(
-    endpoint: tuple[str, list[dict[str, str]]], monkeypatch: pytest.MonkeyPatch
+    endpoint: tuple[str, list[dict[str, str]]], monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     """The requests session of Kerberos/SigV4 is as deaf to the environment as the default
     node: a proxy variable pointing nowhere does not divert the request."""
@@ -162,6 +163,7 @@ def test_requests_based_auth_ignores_proxy_and_ca_bundle_variables(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca-bundle.crt")
     stats = _ship_one(
         url,
+        backend=backend,
         auth_type="AWS_SIGNED_AUTH",
         aws_access_key="AKIDEXAMPLE",
         aws_secret_key="secret",
