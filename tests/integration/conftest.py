@@ -21,6 +21,10 @@ Session-scoped servers (started once, on demand, stopped at the end of the sessi
     ``kinit(ccache)``, ``env(ccache)``; see ``scripts/kdc.py``); ``.kerberos_urls`` name the
     node ``https://localhost:<port>`` as the service principal ``HTTP/localhost`` needs.
 
+``writer_role``
+    The body of README's ``PUT _security/role/ecs_metrics_writer`` (least-privilege writer,
+    index pattern ``python_metrics-*``), parsed from README.rst so that the two cannot drift.
+
 ``node_factory.start(kind="elasticsearch", nodes=1, tiny_queue=False, secured=False,
 major=None)`` starts a new cluster for tests that break nodes and returns its NodeHandle
 (``scripts/nodes.py`` ``Cluster``): ``url``, ``urls``, ``version``, ``major``, ``pids``,

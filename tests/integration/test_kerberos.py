@@ -117,14 +117,17 @@ def test_metrics_arrive_with_kerberos_auth_after_kinit(
     assert _count(node, prefix) == 30
 
 
+@pytest.mark.parametrize("cache", ["absent", "empty"])
 def test_without_a_ticket_the_failure_says_kerberos_and_metrics_wait_in_the_folder(
-    kerberos_writer: Any, tmp_path: Path
+    kerberos_writer: Any, tmp_path: Path, cache: str
 ) -> None:
-    """No ticket (an absent ccache): the report says the Kerberos authentication failed and
-    what to check; the 20 metrics are in the failure folder, and a replay after kinit
-    indexes all 20."""
+    """No ticket (an absent or empty ccache): the report says the Kerberos authentication
+    failed and what to check; the 20 metrics are in the failure folder, and a replay after
+    kinit indexes all 20."""
     node = kerberos_writer
-    ccache = tmp_path / "ccache"  # never created: no credentials
+    ccache = tmp_path / "ccache"
+    if cache == "empty":
+        ccache.write_bytes(b"")
     folder = tmp_path / "failed"
     prefix = _prefix()
     out = _run(node, ccache, prefix=prefix, count=20, folder=str(folder))

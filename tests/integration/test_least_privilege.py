@@ -144,3 +144,43 @@ def test_template_installation_by_the_writer_is_refused_once_and_shipping_goes_o
     assert _count(secured_es, prefix) == 20
     resp = secured_es.request("GET", f"/_index_template/{templates['index_name']}")
     assert resp.status == 404
+
+
+def test_the_writer_ships_to_a_data_stream_an_administrator_prepared(
+    secured_es: Any, writer: str
+) -> None:
+    """The administrator installs the data stream template once; the writer's first document
+    creates the data stream (auto_configure) and every document lands in it."""
+    name = f"python_metrics-ds-{uuid.uuid4().hex[:10]}"  # within README's pattern
+    admin = ElasticECSHandler(
+        hosts=[secured_es.url],
+        data_stream=name,
+        auth_type="BASIC_AUTH",
+        auth_details=secured_es.auth,
+        ca_certs=secured_es.ca_file,
+    )
+    admin.install_template()
+    admin.close()
+    handler = ElasticECSHandler(
+        hosts=[secured_es.url],
+        data_stream=name,
+        auth_type="BASIC_AUTH",
+        auth_details=(writer, WRITER_PASSWORD),
+        ca_certs=secured_es.ca_file,
+        flush_frequency_in_sec=0.2,
+    )
+    log = logging.getLogger(f"lp.{uuid.uuid4().hex[:8]}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    for i in range(15):
+        log.info("m", extra=metric("lp.ds", i))
+    assert handler.flush(30)
+    log.removeHandler(handler)
+    handler.close()
+    stats = handler.stats()
+    assert (stats["shipped"], stats["dead_lettered"], stats["spooled"]) == (15, 0, 0), stats
+    _admin(secured_es, "POST", f"/{name}/_refresh")
+    assert _admin(secured_es, "GET", f"/{name}/_count")["count"] == 15
+    resolved = _admin(secured_es, "GET", f"/_resolve/index/{name}")
+    assert [d["name"] for d in resolved["data_streams"]] == [name]
