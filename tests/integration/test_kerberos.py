@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("requests_kerberos", reason="the kerberos extra is not installed")
-
 # Runs in the subprocess: ship (or replay) with KERBEROS_AUTH, print stats and the reports.
 _SCRIPT = r"""
 import json, logging, sys
