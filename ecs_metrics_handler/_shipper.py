@@ -169,6 +169,49 @@ def _requests_auth(options: HandlerOptions) -> Any:
     return None
 
 
+_REQUESTS_NODE: type | None = None
+
+
+def requests_node_class() -> type:
+    """elastic-transport's requests node, deaf to the environment like the default node.
+
+    Its requests session would otherwise let ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace
+    ``ca_certs`` (a private CA then fails with "TLS error") and turn ``verify_ssl=False`` back
+    on, and would pick up proxy variables and ``~/.netrc`` that the default node ignores.
+    Built once, on first use (imports elastic-transport).
+    """
+    global _REQUESTS_NODE
+    if _REQUESTS_NODE is None:
+        from elastic_transport import NodeConfig, RequestsHttpNode
+
+        class _RequestsNode(RequestsHttpNode):
+            def __init__(self, config: NodeConfig) -> None:
+                super().__init__(config)
+                self.session.trust_env = False
+
+        _REQUESTS_NODE = _RequestsNode
+    return _REQUESTS_NODE
+
+
+_REQUESTS_CONNECTION: type | None = None
+
+
+def requests_connection_class() -> type:
+    """opensearch-py's ``RequestsHttpConnection``, deaf to the environment for the same reasons
+    as :func:`requests_node_class`. Built once, on first use (imports opensearch-py)."""
+    global _REQUESTS_CONNECTION
+    if _REQUESTS_CONNECTION is None:
+        from opensearchpy import RequestsHttpConnection
+
+        class _RequestsConnection(RequestsHttpConnection):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.session.trust_env = False
+
+        _REQUESTS_CONNECTION = _RequestsConnection
+    return _REQUESTS_CONNECTION
+
+
 def check_optional_dependencies(options: HandlerOptions) -> None:
     """Raise :class:`MissingDependencyError` now, at construction, for a missing extra."""
     _requests_auth(options)
@@ -247,7 +290,7 @@ class ElasticsearchShipper(_LazyClient):
             auth = _requests_auth(o)
             if auth is not None:
                 kwargs["http_auth"] = auth
-                kwargs["node_class"] = "requests"
+                kwargs["node_class"] = requests_node_class()
         return Elasticsearch(**kwargs)
 
     def bulk(self, body: bytes, count: int) -> BulkResult:
@@ -263,7 +306,8 @@ class ElasticsearchShipper(_LazyClient):
                 getattr(e, "meta", None), "status", None
             )
             raise ShipError(
-                f"bulk request refused: HTTP {status}: {_short(e)}",
+                f"bulk request refused: HTTP {status}: {_auth_hint(self._options, status)}"
+                f"{_short(e)}",
                 retryable=is_retryable_status(status),
                 status=status,
             ) from e
@@ -303,7 +347,7 @@ class OpenSearchShipper(_LazyClient):
     """Ships through opensearch-py (elasticsearch-py refuses OpenSearch's answers)."""
 
     def _build(self) -> Any:
-        from opensearchpy import OpenSearch, RequestsHttpConnection
+        from opensearchpy import OpenSearch
 
         o = self._options
         kwargs: dict[str, Any] = {
@@ -332,7 +376,7 @@ class OpenSearchShipper(_LazyClient):
             auth = _requests_auth(o)
             if auth is not None:
                 kwargs["http_auth"] = auth
-                kwargs["connection_class"] = RequestsHttpConnection
+                kwargs["connection_class"] = requests_connection_class()
         return OpenSearch(**kwargs)
 
     def bulk(self, body: bytes, count: int) -> BulkResult:
@@ -347,7 +391,8 @@ class OpenSearchShipper(_LazyClient):
         except OSTransportError as e:
             status = e.status_code if isinstance(e.status_code, int) else None
             raise ShipError(
-                f"bulk request refused: HTTP {status}: {_short(e)}",
+                f"bulk request refused: HTTP {status}: {_auth_hint(self._options, status)}"
+                f"{_short(e)}",
                 retryable=is_retryable_status(status),
                 status=status,
             ) from e
@@ -389,6 +434,18 @@ def make_shipper(options: HandlerOptions, client: Any = None) -> Shipper:
     if options.backend is Backend.OPENSEARCH:
         return OpenSearchShipper(options, client)
     return ElasticsearchShipper(options, client)
+
+
+def _auth_hint(options: HandlerOptions, status: int | None) -> str:
+    """What a ``401`` means under ``KERBEROS_AUTH`` (requests-kerberos sends the request
+    without a token when the process has no usable ticket), else ``""``."""
+    if status == 401 and options.auth_type is AuthType.KERBEROS_AUTH:
+        return (
+            "Kerberos authentication failed (no usable Kerberos credentials for the cluster's "
+            "HTTP/<host> service: run kinit or check KRB5CCNAME, the keytab and the URL's "
+            "host name): "
+        )
+    return ""
 
 
 def _short(e: BaseException, limit: int = 300) -> str:

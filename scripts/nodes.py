@@ -15,6 +15,7 @@ Usage (``python scripts/nodes.py --help`` for all options)::
     python scripts/nodes.py start --nodes 3        # a 3-node cluster on loopback
     python scripts/nodes.py start --tiny-queue     # write pool of 1 thread, queue of 1 (real 429s)
     python scripts/nodes.py start --secured        # TLS on HTTP, a user with a password, API keys
+    python scripts/nodes.py start --kerberos       # secured + a Kerberos realm and its own KDC
     python scripts/nodes.py status
     python scripts/nodes.py restart es9 --node 0   # same data folder, same ports
     python scripts/nodes.py stop es9 [--purge]     # or: stop --all
@@ -26,6 +27,7 @@ Layout (root: ``$ECSMH_SERVERS_DIR``, default ``/var/tmp/ecs-metrics-handler/ser
     clusters/<name>/certs/ca.crt             CA of a secured cluster (for clients)
     clusters/<name>/node-<i>/config|data|logs|tmp
     clusters/<name>/node-<i>/logs/console.log   stdout/stderr of the node (all starts)
+    clusters/<name>/kdc/                     the MIT KDC of a Kerberos cluster (scripts/kdc.py)
 
 Both distributions refuse to run as root: when run as root the nodes run as the system user
 ``$ECSMH_SERVER_USER`` (default ``ecsmh``), created on first use.
@@ -716,6 +718,8 @@ class Cluster:
         self.home: str = state["home"]
         self.heap: str = state.get("heap", "512m")
         self.api_keys_problem: str | None = state.get("api_keys_problem")
+        kdc_state = state.get("kerberos")
+        self.kdc: Any = kerberos_module().Kdc.from_state(kdc_state) if kdc_state else None
         self.nodes = [
             Node(
                 index=n["index"], name=n["name"], http_port=n["http_port"],
@@ -738,11 +742,19 @@ class Cluster:
         nodes: int = 1,
         tiny_queue: bool = False,
         secured: bool = False,
+        kerberos: bool = False,
         name: str | None = None,
         owner_pid: int | None = None,
     ) -> Cluster:
-        """Fetch/unpack if needed, check Java, write the configuration. Does not start."""
+        """Fetch/unpack if needed, check Java, write the configuration. Does not start.
+
+        ``kerberos`` (implies ``secured``): a Kerberos realm backed by a KDC of its own, see
+        :meth:`_configure_kerberos`.
+        """
         pin = get_pin(kind, major)
+        if kerberos and kind != "elasticsearch":
+            raise NodesError("--kerberos is supported for Elasticsearch only")
+        secured = secured or kerberos
         if secured and kind != "elasticsearch":
             raise NodesError("--secured is supported for Elasticsearch only "
                              "(the OpenSearch test distribution has no security plugin)")
@@ -754,10 +766,12 @@ class Cluster:
         shim_problem = install_analysis_shim(pin, home, java_home, who)
         if shim_problem:
             log(f"API keys will be unavailable: {shim_problem}")
-        name = name or default_name(pin, nodes, tiny_queue, secured)
+        name = name or default_name(pin, nodes, tiny_queue, secured, kerberos)
         directory = clusters_dir() / name
         if (directory / "state.json").exists():
             raise NodesError(f"cluster {name!r} already exists in {directory}")
+        if kerberos:
+            kerberos_module().check_tools()  # before any work: name the missing package
         directory.mkdir(parents=True)
         for parent in (servers_root(), clusters_dir()):
             parent.chmod(parent.stat().st_mode | 0o755)
@@ -770,6 +784,7 @@ class Cluster:
             "java_home": str(java_home), "home": str(home),
             "heap": os.environ.get("ECSMH_HEAP") or "512m",
             "api_keys_problem": shim_problem,
+            "kerberos": {"folder": str(directory / "kdc")} if kerberos else None,
             "username": DEFAULT_USERNAME if secured else None,
             "password": DEFAULT_PASSWORD if secured else None,
             "nodes": [
@@ -803,6 +818,7 @@ class Cluster:
             "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "java_home": self.java_home, "home": self.home, "heap": self.heap,
             "api_keys_problem": self.api_keys_problem,
+            "kerberos": self.kdc.state() if self.kdc is not None else None,
             "username": self.username, "password": self.password,
             "url": self.url, "urls": self.urls,
             "ca_file": self.ca_file,
@@ -824,6 +840,11 @@ class Cluster:
     def _configure(self, who: RunAs) -> None:
         home = Path(self.home)
         certs = make_certs(self.dir / "certs") if self.secured else None
+        if self.kdc is not None:
+            try:
+                self.kdc.create()
+            except kerberos_module().KdcError as err:
+                raise NodesError(str(err), err.detail) from None
         for node in self.nodes:
             for sub in ("data", "logs", "tmp"):
                 (node.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -832,6 +853,8 @@ class Cluster:
                 (node.config_dir / "certs").mkdir()
                 for key in ("ca", "key", "cert"):
                     shutil.copy2(certs[key], node.config_dir / "certs" / certs[key].name)
+            if self.kdc is not None:
+                self._configure_kerberos(node)
             settings = self._settings(node)
             yml = "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
             config_name = "elasticsearch.yml" if self.kind == "elasticsearch" else "opensearch.yml"
@@ -875,7 +898,61 @@ class Cluster:
                     settings[f"{prefix}.certificate_authorities"] = ["certs/ca.crt"]
                 settings["xpack.security.transport.ssl.verification_mode"] = "certificate"
                 settings["xpack.security.authc.api_key.enabled"] = True
+            if self.kdc is not None:
+                settings.update(self._kerberos_settings())
         return settings
+
+    # ---- Kerberos (a secured Elasticsearch cluster with its own KDC; scripts/kdc.py)
+
+    def _configure_kerberos(self, node: Node) -> None:
+        """The service keytab and krb5.conf in the node's config dir, and the JVM options."""
+        folder = node.config_dir / "kerberos"
+        folder.mkdir()
+        shutil.copy2(self.kdc.service_keytab, folder / "http.keytab")
+        shutil.copy2(self.kdc.krb5_conf, folder / "krb5.conf")
+        (node.config_dir / "jvm.options.d").mkdir(exist_ok=True)
+        (node.config_dir / "jvm.options.d" / "kerberos.options").write_text(
+            f"-Djava.security.krb5.conf={folder / 'krb5.conf'}\n"
+            "-Dsun.security.krb5.disableReferrals=true\n"
+        )
+
+    def _kerberos_settings(self) -> dict[str, Any]:
+        """Realms: file and native first (the admin user), then Kerberos; a trial licence
+        (the Kerberos realm needs platinum or trial; the test distribution grants a trial)."""
+        realm = "xpack.security.authc.realms"
+        return {
+            "xpack.license.self_generated.type": "trial",
+            f"{realm}.file.file1.order": 0,
+            f"{realm}.native.native1.order": 1,
+            f"{realm}.kerberos.kerb1.order": 2,
+            f"{realm}.kerberos.kerb1.keytab.path": "kerberos/http.keytab",
+            f"{realm}.kerberos.kerb1.remove_realm_name": False,
+        }
+
+    @property
+    def kerberos(self) -> bool:
+        return self.kdc is not None
+
+    @property
+    def kerberos_urls(self) -> list[str]:
+        """The node URLs by the name of the service principal (``https://localhost:<port>``):
+        a Kerberos client asks for a ticket to ``HTTP/<host of the URL>``."""
+        host = kerberos_module().SERVICE_HOST
+        return [f"{self.scheme}://{host}:{n.http_port}" for n in self.nodes]
+
+    def map_principal(self, principal: str, roles: Sequence[str], name: str | None = None) -> None:
+        """Give the Kerberos ``principal`` (``user@REALM``) ``roles``: a role mapping with a
+        ``username`` rule, made as the cluster's administrator."""
+        mapping = name or re.sub(r"[^a-z0-9_]+", "_", principal.lower())
+        body = {"roles": list(roles), "enabled": True, "rules": {"field": {"username": principal}}}
+        resp = self.request("PUT", f"/_security/role_mapping/{mapping}", body)
+        if resp.status != 200:
+            raise NodesError(f"role mapping for {principal} failed: HTTP {resp.status} "
+                             f"{resp.body[:300]!r}")
+
+    def kdc_rss_bytes(self) -> int:
+        """Resident memory of the cluster's KDC (0 without Kerberos or when it is stopped)."""
+        return self.kdc.rss_bytes() if self.kdc is not None else 0
 
     def _env(self, node: Node) -> dict[str, str]:
         env = {
@@ -1035,10 +1112,38 @@ class Cluster:
             self.wait_healthy(timeout)
 
     def start_all(self, timeout: float = START_TIMEOUT) -> None:
-        """Start every node (all at once) and wait until the cluster is healthy."""
+        """Start every node (all at once) and wait until the cluster is healthy.
+
+        A Kerberos cluster starts its KDC first."""
+        if self.kdc is not None and not self.kdc.running():
+            try:
+                self.kdc.start()
+            except kerberos_module().KdcError as err:
+                raise NodesError(str(err), err.detail) from None
+            self.save()
         for i in range(len(self.nodes)):
             self.start(i, wait=False)
         self.wait_healthy(timeout)
+        if self.kdc is not None:
+            self._wait_trial_licence(timeout)
+
+    def _wait_trial_licence(self, timeout: float) -> None:
+        """Wait for the self-generated trial licence (it follows health by a moment; until
+        then ``GET _license`` answers 404 and the Kerberos realm is not licensed)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            resp = self.request("GET", "/_license", timeout=5)
+            if resp.status == 200:
+                kind = (resp.json() or {}).get("license", {}).get("type")
+                if kind == "trial":
+                    return
+                last = f"licence type {kind!r}"
+            else:
+                last = f"HTTP {resp.status}"
+            time.sleep(0.2)
+        raise NodesError(f"{self.name}: no trial licence after {timeout:.0f} s (last: {last}); "
+                         "the Kerberos realm needs one", tail(self.log_file))
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until every running node answers cluster health (yellow or better) with all
@@ -1173,6 +1278,9 @@ class Cluster:
                 self._signal(node.index, signal.SIGCONT)
         for node in self.nodes:
             self.stop(node.index, grace)
+        if self.kdc is not None:
+            self.kdc.stop()
+            self.save()
 
     def destroy(self, keep_logs: bool = False) -> None:
         """Stop every node and delete the cluster's folder (or all but the logs)."""
@@ -1193,15 +1301,33 @@ class Cluster:
         self.destroy()
 
 
-def default_name(pin: Pin, nodes: int, tiny_queue: bool, secured: bool) -> str:
+def default_name(
+    pin: Pin, nodes: int, tiny_queue: bool, secured: bool, kerberos: bool = False
+) -> str:
     name = f"{SHORT[pin.kind]}{pin.major}"
     if nodes > 1:
         name += f"-{nodes}n"
     if tiny_queue:
         name += "-tq"
-    if secured:
+    if kerberos:
+        name += "-krb"
+    elif secured:
         name += "-sec"
     return name
+
+
+def kerberos_module() -> Any:
+    """``scripts/kdc.py`` (loaded by path, as ``ecsmh_kdc``: this script has no package)."""
+    if "ecsmh_kdc" in sys.modules:
+        return sys.modules["ecsmh_kdc"]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ecsmh_kdc", SCRIPTS_DIR / "kdc.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ecsmh_kdc"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def all_clusters() -> list[Cluster]:
@@ -1267,7 +1393,8 @@ def _cmd_java(args: argparse.Namespace) -> int:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     pin = get_pin(args.kind, args.major)
-    name = args.name or default_name(pin, args.nodes, args.tiny_queue, args.secured)
+    name = args.name or default_name(pin, args.nodes, args.tiny_queue, args.secured,
+                                     args.kerberos)
     if (clusters_dir() / name / "state.json").exists():
         cluster = Cluster.load(name)
         if cluster.version != pin.version or len(cluster.nodes) != args.nodes:
@@ -1277,7 +1404,8 @@ def _cmd_start(args: argparse.Namespace) -> int:
         log(f"reusing cluster {name} (same data folders)")
     else:
         cluster = Cluster.create(args.kind, args.major, nodes=args.nodes,
-                                 tiny_queue=args.tiny_queue, secured=args.secured, name=name)
+                                 tiny_queue=args.tiny_queue, secured=args.secured,
+                                 kerberos=args.kerberos, name=name)
     started = time.monotonic()
     try:
         cluster.start_all(timeout=args.timeout)
@@ -1289,6 +1417,11 @@ def _cmd_start(args: argparse.Namespace) -> int:
         f"logs: {cluster.nodes[0].logs_dir}")
     if cluster.secured:
         log(f"user {cluster.username} / {cluster.password}; CA {cluster.ca_file}")
+    if cluster.kdc is not None:
+        kdc = cluster.kdc
+        log(f"KDC {kdc.realm} on 127.0.0.1:{kdc.port}: export KRB5_CONFIG={kdc.krb5_conf}; "
+            f"kinit -k -t {kdc.client_keytab} {kdc.client_principal}; map it to roles with "
+            f"PUT _security/role_mapping (use https://localhost:{cluster.nodes[0].http_port})")
     if args.json:
         print(json.dumps(cluster.state(), indent=2))
     else:
@@ -1386,6 +1519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "http.max_content_length=1mb (413 for larger requests)")
     p.add_argument("--secured", action="store_true",
                    help="security on, TLS on HTTP, a user with a password, API keys")
+    p.add_argument("--kerberos", action="store_true",
+                   help="--secured plus a Kerberos realm and its own KDC (scripts/kdc.py)")
     p.add_argument("--name", help="cluster name (default from kind/major/options, e.g. es9)")
     p.add_argument("--timeout", type=float, default=START_TIMEOUT)
     p.add_argument("--json", action="store_true", help="print the cluster's state as JSON")

@@ -130,6 +130,7 @@ class Spec:
     nodes: int = 1
     tiny_queue: bool = False
     secured: bool = False
+    kerberos: bool = False  # secured + a Kerberos realm with its own KDC (scripts/kdc.py)
 
     @property
     def label(self) -> str:
@@ -138,7 +139,9 @@ class Spec:
             label += f"-{self.nodes}n"
         if self.tiny_queue:
             label += "-tq"
-        if self.secured:
+        if self.kerberos:
+            label += "-krb"
+        elif self.secured:
             label += "-sec"
         return label
 
@@ -152,6 +155,7 @@ SHARED_SERVERS: dict[str, tuple[str, Spec]] = {
     "tiny_queue_es": ("es-tq", Spec("elasticsearch", tiny_queue=True)),
     "three_node_es": ("es-3n", Spec("elasticsearch", nodes=3)),
     "secured_es": ("es-sec", Spec("elasticsearch", secured=True)),
+    "kerberos_es": ("es-krb", Spec("elasticsearch", kerberos=True)),
 }
 
 
@@ -186,6 +190,18 @@ class StartRecord:
     seconds: float
     rss_mib: float
     url: str
+
+
+def kdc_start_record(cluster: Any) -> StartRecord:
+    """The start of a Kerberos cluster's KDC (its own line in the servers summary)."""
+    kdc = cluster.kdc
+    return StartRecord(
+        name=cluster.name,
+        label=f"MIT KDC {kdc.realm}",
+        seconds=kdc.start_seconds or 0.0,
+        rss_mib=kdc.rss_bytes() / 2**20,
+        url=f"tcp://127.0.0.1:{kdc.port}",
+    )
 
 
 class ServerPool:
@@ -241,6 +257,7 @@ class ServerPool:
             nodes=spec.nodes,
             tiny_queue=spec.tiny_queue,
             secured=spec.secured,
+            kerberos=spec.kerberos,
             name=self._name(spec),
             owner_pid=os.getpid(),
         )
@@ -258,6 +275,7 @@ class ServerPool:
         label += f" x{len(cluster.nodes)}" if len(cluster.nodes) > 1 else ""
         label += " tiny-queue" if cluster.tiny_queue else ""
         label += " secured" if cluster.secured else ""
+        label += " kerberos" if cluster.kerberos else ""
         self.starts.append(
             StartRecord(
                 name=cluster.name,
@@ -267,6 +285,8 @@ class ServerPool:
                 url=cluster.url,
             )
         )
+        if cluster.kerberos:
+            self.starts.append(kdc_start_record(cluster))
         return cluster
 
     def shared(self, key: str, spec: Spec) -> concurrent.futures.Future[Any]:

@@ -15,6 +15,15 @@ Session-scoped servers (started once, on demand, stopped at the end of the sessi
 ``tiny_queue_es``, ``three_node_es``, ``secured_es``
     NodeHandles (see ``node_factory``) of a node with a write pool of one thread and a queue
     of one, of a 3-node cluster, and of a node with security, TLS and a user.
+``kerberos_es``
+    A secured node of its own with a Kerberos realm (``kerb1``) and its own MIT KDC
+    (``.kdc``: ``realm``, ``krb5_conf``, ``client_principal``, ``client_keytab``,
+    ``kinit(ccache)``, ``env(ccache)``; see ``scripts/kdc.py``); ``.kerberos_urls`` name the
+    node ``https://localhost:<port>`` as the service principal ``HTTP/localhost`` needs.
+
+``writer_role``
+    The body of README's ``PUT _security/role/ecs_metrics_writer`` (least-privilege writer,
+    index pattern ``python_metrics-*``), parsed from README.rst so that the two cannot drift.
 
 ``node_factory.start(kind="elasticsearch", nodes=1, tiny_queue=False, secured=False,
 major=None)`` starts a new cluster for tests that break nodes and returns its NodeHandle
@@ -31,7 +40,9 @@ them when ``CI=true`` or ``--require-servers``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ecsmh_test_servers as servers  # loaded by tests/conftest.py from tests/_servers
@@ -80,6 +91,15 @@ def three_node_es(request: pytest.FixtureRequest) -> Any:
 def secured_es(request: pytest.FixtureRequest) -> Any:
     """Elasticsearch with security, TLS on HTTP (``.ca_file``), ``.username``/``.password``."""
     return _shared(request, "secured_es")
+
+
+@pytest.fixture(scope="session")
+def kerberos_es(request: pytest.FixtureRequest) -> Any:
+    """Elasticsearch with TLS, a user and a Kerberos realm backed by its own KDC (``.kdc``).
+
+    No role mapping is made here: a test maps ``kdc.client_principal`` to the roles it wants
+    (``kerberos_es.map_principal(principal, roles)``)."""
+    return _shared(request, "kerberos_es")
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +157,30 @@ class NodeFactory:
 def node_factory(server_pool: Any, pytestconfig: pytest.Config) -> NodeFactory:
     """Start clusters of your own (to kill, freeze or restart); see the module docstring."""
     return NodeFactory(server_pool, pytestconfig)
+
+
+README = Path(__file__).resolve().parents[2] / "README.rst"
+WRITER_ROLE = "ecs_metrics_writer"
+
+
+def readme_writer_role(readme: Path = README) -> dict[str, Any]:
+    """The body of ``PUT _security/role/ecs_metrics_writer`` as README.rst shows it: the
+    indented JSON that follows that line, so that the role tested is the role documented."""
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    marker = f"PUT _security/role/{WRITER_ROLE}"
+    start = next(i for i, line in enumerate(lines) if line.strip() == marker)
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    body = []
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            break
+        body.append(line)
+    role: dict[str, Any] = json.loads("\n".join(body))
+    return role
+
+
+@pytest.fixture(scope="session")
+def writer_role() -> dict[str, Any]:
+    """README's least-privilege writer role (``PUT _security/role/ecs_metrics_writer`` body);
+    its index pattern is ``python_metrics-*``."""
+    return readme_writer_role()

@@ -148,3 +148,73 @@ def test_opensearch_backend_without_opensearch_py_names_the_extra(
     monkeypatch.setitem(sys.modules, "opensearchpy", None)
     with pytest.raises(MissingDependencyError, match=r"ecs-metrics-handler\[opensearch\]"):
         ElasticECSHandler(backend="opensearch")
+
+
+@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
+def test_requests_based_auth_ignores_proxy_and_ca_bundle_variables(
+    endpoint: tuple[str, list[dict[str, str]]], monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """The requests session of Kerberos/SigV4 is as deaf to the environment as the default
+    node: a proxy variable pointing nowhere does not divert the request."""
+    url, seen = endpoint
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: nothing answers
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca-bundle.crt")
+    stats = _ship_one(
+        url,
+        backend=backend,
+        auth_type="AWS_SIGNED_AUTH",
+        aws_access_key="AKIDEXAMPLE",
+        aws_secret_key="secret",
+        aws_region="us-east-1",
+    )
+    assert stats["shipped"] == 1
+    assert seen[-1]["authorization"].startswith("AWS4-HMAC-SHA256")
+
+
+class _Refuser(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        answer = json.dumps(
+            {"error": {"type": "security_exception", "reason": "missing credentials"}}
+        ).encode()
+        self.send_response(401)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-elastic-product", "Elasticsearch")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("auth_type", "hinted"), [("KERBEROS_AUTH", True), ("NO_AUTH", False)])
+def test_a_401_under_kerberos_says_the_kerberos_authentication_failed(
+    auth_type: str, hinted: bool
+) -> None:
+    """A refused request names Kerberos and what to check (kinit, KRB5CCNAME), only under
+    KERBEROS_AUTH; the error stays not retryable (the documents go to the failure folder)."""
+    pytest.importorskip("requests_kerberos")
+    from ecs_metrics_handler._config import HandlerOptions
+    from ecs_metrics_handler._shipper import ShipError, make_shipper
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuser)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        options = HandlerOptions.from_kwargs(
+            hosts=[f"http://127.0.0.1:{server.server_address[1]}"], auth_type=auth_type
+        )
+        shipper = make_shipper(options)
+        with pytest.raises(ShipError) as info:
+            shipper.bulk(b'{"create":{"_index":"x"}}\n{}\n', 1)
+        shipper.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert info.value.status == 401
+    assert not info.value.retryable
+    assert ("Kerberos authentication failed" in info.value.reason) is hinted
+    assert ("kinit" in info.value.reason) is hinted
