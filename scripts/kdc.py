@@ -158,8 +158,7 @@ class Kdc:
         return env
 
     def state(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), "realm": self.realm, "port": self.port,
-                "pid": self.pid}
+        return {"folder": str(self.folder), "realm": self.realm, "port": self.port, "pid": self.pid}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Kdc:
@@ -220,7 +219,12 @@ class Kdc:
         env = dict(os.environ)
         env.update(self.env())
         proc = subprocess.run(
-            list(cmd), input=stdin, capture_output=True, text=True, env=env, check=False,
+            list(cmd),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
             timeout=60,
         )
         if proc.returncode != 0:
@@ -277,7 +281,10 @@ class Kdc:
         with open(self.folder / "krb5kdc.out", "ab") as out:
             self._proc = subprocess.Popen(
                 [find_tool("krb5kdc"), "-n", "-r", self.realm, "-P", str(self.folder / "kdc.pid")],
-                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.pid = self._proc.pid
@@ -295,8 +302,10 @@ class Kdc:
                     break
             if time.monotonic() > deadline:
                 self.stop()
-                raise KdcError(f"krb5kdc not listening on 127.0.0.1:{self.port} after "
-                               f"{timeout:.0f} s", _tail(self.log_file))
+                raise KdcError(
+                    f"krb5kdc not listening on 127.0.0.1:{self.port} after {timeout:.0f} s",
+                    _tail(self.log_file),
+                )
             time.sleep(0.05)
         self.start_seconds = time.monotonic() - started
 
@@ -327,7 +336,9 @@ class Kdc:
 
     # ---- clients
 
-    def kinit(self, ccache: Path | str, *, keytab: bool = True, principal: str | None = None) -> None:
+    def kinit(
+        self, ccache: Path | str, *, keytab: bool = True, principal: str | None = None
+    ) -> None:
         """Get a ticket into the ``ccache`` file for the client principal (with its keytab, or
         with its password when ``keytab`` is False), or for ``principal`` (password
         ``client_password``; no keytab)."""
@@ -356,10 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     state_file.write_text(json.dumps(kdc.state()) + "\n")
     print(f"export KRB5_CONFIG={kdc.krb5_conf}")
-    print(f"# {kdc.realm} on tcp/127.0.0.1:{kdc.port}, started in {kdc.start_seconds:.2f} s, "
-          f"RSS {kdc.rss_bytes() / 2**20:.1f} MiB; client {kdc.client_principal} "
-          f"(keytab {kdc.client_keytab}), service {kdc.service_principal} "
-          f"(keytab {kdc.service_keytab})", flush=True)
+    print(
+        f"# {kdc.realm} on tcp/127.0.0.1:{kdc.port}, started in {kdc.start_seconds:.2f} s, "
+        f"RSS {kdc.rss_bytes() / 2**20:.1f} MiB; client {kdc.client_principal} "
+        f"(keytab {kdc.client_keytab}), service {kdc.service_principal} "
+        f"(keytab {kdc.service_keytab})",
+        flush=True,
+    )
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except KeyboardInterrupt:
