@@ -85,12 +85,16 @@ def test_a_planted_segment_never_touches_another_index_by_either_replay(
     for i in range(5):
         logger.info("m", extra=metric("live", i))
     deadline = time.monotonic() + 30
-    while handler.stats()["replayed"] < 1 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         handler.flush(1)
+        stats = handler.stats()
+        # the live metrics ship, or (a slow node) are spooled and then replayed themselves
+        if stats["shipped"] + stats["replayed"] >= 6:
+            break
     logger.removeHandler(handler)
     handler.close()
     stats = handler.stats()
-    assert (stats["shipped"], stats["replayed"], stats["untrusted"]) == (5, 1, 5), stats
+    assert stats["shipped"] + stats["replayed"] == 6 and stats["untrusted"] == 5, stats
     assert _ledger_state(es_client, ledger) == before
     es_client.indices.refresh(index=own)
     assert es_client.get(index=own, id=f"{_HANDLER_ID}1")["_source"]["n"] == 1
