@@ -12,6 +12,7 @@ import logging
 import os
 import pwd
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def test_symlinks_at_predictable_temporary_names_leave_the_victim_untouched(
 
 
 def test_a_symlink_at_a_segment_name_is_skipped_and_its_target_untouched(
-    tmp_path: Path, private: Path
+    logger: logging.Logger, tmp_path: Path, private: Path
 ) -> None:
     """By the command line replay and by the handler's own replay: never read, never written."""
     victim = _victim(tmp_path)
@@ -95,6 +96,20 @@ def test_a_symlink_at_a_segment_name_is_skipped_and_its_target_untouched(
     result = replay(private, client=cluster, es_index_name="unit")
     assert result.indexed == 1
     assert any(link.name in error and "not a regular file" in error for error in result.errors)
+    assert victim.read_bytes() == b"precious\n"
+    assert link.is_symlink()
+
+    Spool(private).write_segment([_pair(2)])
+    handler = ElasticECSHandler(
+        client=cluster, es_index_name="unit", flush_failure_folder=str(private)
+    )
+    logger.addHandler(handler)
+    logger.info("m", extra=metric("m", 1))
+    deadline = time.monotonic() + 10
+    while handler.stats()["replayed"] < 1 and time.monotonic() < deadline:
+        handler.flush(0.1)
+    handler.close()
+    assert handler.stats()["replayed"] == 1
     assert victim.read_bytes() == b"precious\n"
     assert link.is_symlink()
 
@@ -194,6 +209,25 @@ def test_a_folder_made_world_writable_after_start_is_no_longer_written_nor_repla
     assert spool.claim_oldest() is None
     assert spool.distrust is not None and "world-writable" in spool.distrust
     assert len(list(private.glob("segment-*.ndjson"))) == 1
+
+
+def test_the_handler_counts_what_it_cannot_spool_to_a_folder_turned_insecure(
+    logger: logging.Logger, private: Path
+) -> None:
+    cluster = FakeCluster()
+    cluster.down = True
+    handler = ElasticECSHandler(
+        client=cluster, es_index_name="unit", flush_failure_folder=str(private), max_retries=0
+    )
+    private.chmod(0o777)
+    logger.addHandler(handler)
+    logger.info("m", extra=metric("m", 1))
+    handler.flush(5)
+    handler.close()
+    stats = handler.stats()
+    assert (stats["spooled"], stats["dropped"]) == (0, 1), stats
+    assert stats["dropped_reasons"] == {"failure folder unwritable": 1}
+    assert list(private.iterdir()) == []
 
 
 def test_folders_the_handler_creates_are_private_even_with_a_permissive_umask(
