@@ -18,7 +18,9 @@ Layout of ``flush_failure_folder`` (created with mode ``0o700``, files ``0o600``
 ``quarantined-<UTC time>-<pid>-<n>.ndjson`` and ``.reason`` beside it
     Documents the cluster refused as a whole request (a request-level ``400``; a single
     document over ``http.max_content_length`` is dead-lettered instead, larger requests are
-    split). Kept for a person, never replayed, never deleted by the handler.
+    split), and documents found in a segment that the handler does not write (see below),
+    the ``.reason`` then listing why for each. Kept for a person, never replayed, never
+    deleted by the handler.
 
 ``*.claimed-<pid>-<token>``
     A segment being replayed by process ``pid``; given back if that process died (the token
