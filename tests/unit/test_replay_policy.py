@@ -175,10 +175,16 @@ _meta = st.fixed_dictionaries(
         "version": _json,
     },
 )
+_sources = st.dictionaries(st.text(max_size=5), _json, max_size=3) | _json
 _actions = st.one_of(
     # near misses of a handler line (and, often enough, exactly one)
     st.builds(lambda index, doc_id: {"create": {"_index": index, "_id": doc_id}}, _indices, _ids),
     st.builds(lambda kind, meta: {kind: meta}, st.sampled_from(["create", "index"]), _meta),
+    st.builds(
+        lambda index, doc_id: {"create": {"_index": index, "_id": doc_id}},
+        st.sampled_from(["unit", "unit-2026.11.28", "billing-ledger", "unit-2026.11.28 "]),
+        st.sampled_from([f"{_ID}1", f"{_ID}ff", "42", f"{_ID}F"]),
+    ),
     st.dictionaries(
         st.sampled_from(["create", "index", "update", "delete"]) | st.text(max_size=6),
         _meta | _json,
@@ -210,7 +216,7 @@ def _exactly_a_handler_create(action: bytes, policy: ReplayPolicy) -> bool:
 
 
 @settings(max_examples=400, deadline=None)
-@given(action=_actions, pretty=st.booleans(), source=_json)
+@given(action=_actions, pretty=st.sampled_from([False, False, False, True]), source=_sources)
 def test_arbitrary_action_lines_are_exactly_a_handler_create_or_quarantined(
     action: object, pretty: bool, source: object
 ) -> None:
