@@ -190,7 +190,10 @@ def _demo(args: argparse.Namespace) -> int:
         )
     else:
         print(f"demo: {stats['spooled']} documents written to the failure folder {folder}")
-        print(f"demo: replay them with: python -m ecs_metrics_handler replay {folder} --hosts URL")
+        print(
+            "demo: replay them with: python -m ecs_metrics_handler replay "
+            f"{folder} --index {args.index} --hosts URL"
+        )
     print("demo: counters: " + json.dumps(stats, sort_keys=True))
     return 0
 

@@ -369,3 +369,16 @@ def test_the_handler_never_sends_a_planted_action_and_counts_it(
     assert "billing-ledger" not in cluster.indices
     assert len(cluster.documents("unit-2026.11.28")) == 1
     assert [kept for kept, _ in _quarantined(tmp_path)] == [[_PLANTED]]
+
+
+def test_the_demo_offline_suggests_a_replay_that_sends_everything_it_spooled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "demo"
+    assert main(["demo", "--offline", "--folder", str(folder), "--index", "demo-x"]) == 0
+    out = capsys.readouterr().out
+    (suggested,) = [line for line in out.splitlines() if "replay them with" in line]
+    assert f"replay {folder} --index demo-x --hosts URL" in suggested
+    cluster = FakeCluster()
+    result = replay(folder, client=cluster, es_index_name="demo-x")
+    assert result.indexed > 0 and (result.untrusted, result.left) == (0, 0)
