@@ -252,6 +252,9 @@ class HandlerOptions:
     flush_failure_folder: str | None = option(None, coerce_path)
     #: Bytes the failure folder may hold before new documents are dropped (> 0; 1 GiB).
     flush_failure_folder_max_bytes: int = option(1 << 30, integer(above=0))
+    #: Use a failure folder other users may write (owned by another user, group- or
+    #: world-writable); refused otherwise, since whoever writes it chooses what is replayed.
+    flush_failure_folder_allow_insecure: bool = option(False, coerce_bool)
     #: Ship ordinary records (no metric payload) as ECS log events too.
     ship_log_records: bool = option(False, coerce_bool)
     #: The ``extra`` key that carries a metric payload.
@@ -358,6 +361,7 @@ class HandlerKwargs(TypedDict, total=False):
     es_additional_fields_in_env: Mapping[str, Any]
     flush_failure_folder: str | os.PathLike[str] | None
     flush_failure_folder_max_bytes: int | str
+    flush_failure_folder_allow_insecure: bool | str
     ship_log_records: bool | str
     metric_key: str
     service_name: str | None

@@ -25,6 +25,8 @@ class FolderWriter:
         self._stats = stats
         self._reporter = reporter
         self._unreadable_reported = 0
+        self._untrusted_reported = 0
+        self._distrust_reported: str | None = None
 
     def spill(self, items: list[bytes], reason: str) -> bool:
         """Put ``items`` in a new segment, or count them dropped. Returns whether written."""
@@ -112,10 +114,32 @@ class FolderWriter:
         )
 
     def report_unreadable(self) -> None:
-        """Report, once each, the folder entries the spool skipped as unreadable."""
+        """Report, once each, the folder entries the spool skipped as unreadable, the
+        documents it quarantined as not written by this handler (counted in ``untrusted``),
+        and why the folder itself is not trusted when it is not (then nothing is replayed)."""
         spool = self.spool
         if spool is None:
             return
+        if spool.distrust is not None and spool.distrust != self._distrust_reported:
+            self._reporter.error(
+                "untrusted-folder",
+                "ecs_metrics_handler: not replaying %s: it %s (see "
+                "flush_failure_folder_allow_insecure)",
+                spool.folder,
+                spool.distrust,
+            )
+        self._distrust_reported = spool.distrust
+        for path, count, reason in spool.untrusted_files[self._untrusted_reported :]:
+            self._stats.add("untrusted", count)
+            self._reporter.error(
+                "untrusted",
+                "ecs_metrics_handler: %d document(s) in the failure folder not written by this "
+                "handler, never sent; kept in %s (first: %s)",
+                count,
+                path,
+                reason,
+            )
+        self._untrusted_reported = len(spool.untrusted_files)
         for name in list(spool.unreadable)[self._unreadable_reported :]:
             self._reporter.error(
                 "unreadable",

@@ -26,8 +26,9 @@ from ._document import DocumentBuilder
 from ._index import IndexNamer
 from ._interpreter import SequenceCounter, logging_lock_held
 from ._report import Reporter
+from ._segment_file import ReplayPolicy
 from ._shipper import Shipper, check_optional_dependencies, make_shipper
-from ._spool import Spool
+from ._spool import Spool, check_folder_trust
 from ._stats import DeliveryStats
 from ._templates import load_templates
 from ._timing import METRICS_LOGGER_NAME
@@ -158,6 +159,9 @@ class ElasticECSHandler(BufferingHandler):
         **options: Unpack[HandlerKwargs],
     ) -> None:
         self.options = HandlerOptions.from_kwargs(**options)
+        check_folder_trust(
+            self.options.flush_failure_folder, self.options.flush_failure_folder_allow_insecure
+        )
         if client is None:
             check_optional_dependencies(self.options)
         else:
@@ -181,7 +185,12 @@ class ElasticECSHandler(BufferingHandler):
         self._seq = SequenceCounter()
         self._stats = DeliveryStats()
         self._spool = (
-            Spool(o.flush_failure_folder, o.flush_failure_folder_max_bytes)
+            Spool(
+                o.flush_failure_folder,
+                o.flush_failure_folder_max_bytes,
+                policy=ReplayPolicy.of_handler(o.es_index_name, o.data_stream),
+                allow_insecure=o.flush_failure_folder_allow_insecure,
+            )
             if o.flush_failure_folder
             else None
         )

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._backoff import backoff_delay
 from ._config import HandlerOptions
 from ._resend import send_items
+from ._segment_file import ReplayPolicy
 from ._shipper import Shipper, make_shipper
-from ._spool import Claim, Spool, SpoolFormatError, read_items
+from ._spool import Claim, Spool, SpoolFormatError, check_folder_trust, read_items
+from .exceptions import ConfigurationError
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -29,8 +32,12 @@ class ReplayResult:
     indexed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
-    #: refused by the cluster as a whole request, kept in ``quarantined-*.ndjson`` files
+    #: kept in ``quarantined-*.ndjson`` files: refused by the cluster as a whole request, or
+    #: ``untrusted``
     quarantined: int = 0
+    #: found in the folder but not written by the handler (see :func:`replay`): quarantined,
+    #: never sent; also counted in ``quarantined``
+    untrusted: int = 0
     left: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -46,6 +53,7 @@ def replay(
     client: Any = None,
     chunk_size: int = 1000,
     max_retries: int = 3,
+    allow_indices: Iterable[str] = (),
     **options: Any,
 ) -> ReplayResult:
     """Send every segment of ``folder`` to the cluster, oldest first; delete each one once done.
@@ -56,9 +64,26 @@ def replay(
     ``409`` and counts in ``duplicates``. Items refused for good go to a dead-letter file in
     the same folder; items the cluster cannot take now (``429``, ``5xx``, unreachable) stay in
     their segment. Blocking; returns a :class:`ReplayResult`.
+
+    The folder is a trust boundary: only what the handler writes is sent, ``create`` lines
+    into the indices of ``es_index_name`` (``-YYYY.MM.DD`` and the other date suffixes) or
+    into ``data_stream``, as given in ``options`` (the defaults otherwise), with the handler's
+    form of ``_id`` and no other parameter. ``allow_indices`` adds ``fnmatch`` patterns of
+    further indices (still ``create`` lines only). Everything else is quarantined with the
+    reason and counted in ``untrusted``. A folder other users may write raises
+    :class:`~ecs_metrics_handler.ConfigurationError` unless
+    ``flush_failure_folder_allow_insecure=True``.
     """
     opts = HandlerOptions.from_kwargs(**options)
-    spool = Spool(folder)
+    patterns = (allow_indices,) if isinstance(allow_indices, str) else tuple(allow_indices)
+    if not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigurationError("allow_indices", "index name patterns (strings)", allow_indices)
+    check_folder_trust(folder, opts.flush_failure_folder_allow_insecure)
+    spool = Spool(
+        folder,
+        policy=ReplayPolicy.of_handler(opts.es_index_name, opts.data_stream, patterns),
+        allow_insecure=opts.flush_failure_folder_allow_insecure,
+    )
     shipper = make_shipper(opts, client)
     result = ReplayResult()
     spool.recover_stale_claims()
@@ -75,6 +100,8 @@ def replay(
                 # The cluster cannot take more now: don't claim every other segment just to
                 # put it back.
                 for path in spool.segments():
+                    if path.name == claim.name:
+                        continue  # just given back: counted above
                     try:
                         result.left += len(read_items(path))
                     except (OSError, SpoolFormatError) as e:
@@ -85,6 +112,14 @@ def replay(
         if client is None:
             shipper.close()
     result.errors.extend(f"skipped {name}: {why}" for name, why in spool.unreadable.items())
+    if spool.distrust is not None:
+        result.errors.append(f"not replayed: {spool.folder} {spool.distrust}")
+    result.untrusted = spool.untrusted
+    result.quarantined += spool.untrusted
+    result.errors.extend(
+        f"{count} document(s) not written by the handler quarantined in {path.name}: {reason}"
+        for path, count, reason in spool.untrusted_files
+    )
     return result
 
 

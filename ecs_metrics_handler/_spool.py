@@ -18,7 +18,9 @@ Layout of ``flush_failure_folder`` (created with mode ``0o700``, files ``0o600``
 ``quarantined-<UTC time>-<pid>-<n>.ndjson`` and ``.reason`` beside it
     Documents the cluster refused as a whole request (a request-level ``400``; a single
     document over ``http.max_content_length`` is dead-lettered instead, larger requests are
-    split). Kept for a person, never replayed, never deleted by the handler.
+    split), and documents found in a segment that the handler does not write (see below),
+    the ``.reason`` then listing why for each. Kept for a person, never replayed, never
+    deleted by the handler.
 
 ``*.claimed-<pid>-<token>``
     A segment being replayed by process ``pid``; given back if that process died (the token
@@ -26,6 +28,20 @@ Layout of ``flush_failure_folder`` (created with mode ``0o700``, files ``0o600``
 
 Anything else under a segment name (a directory, FIFO, socket, symlink) is skipped without
 being opened for reading in a way that could block, and reported once.
+
+The folder is a trust boundary. Whoever can write it can plant segments, so:
+
+* A folder that another user owns, or that its group or everyone may write, is refused
+  (:func:`check_folder_trust` at construction, :class:`UntrustedFolderError` on each later
+  write or replay), as ssh refuses such a ``~/.ssh``, unless ``allow_insecure``
+  (``flush_failure_folder_allow_insecure``) says otherwise. Folders the spool creates,
+  missing parents included, are created ``0o700``, whatever the umask; files ``0o600``.
+* Files are created with ``O_EXCL|O_NOFOLLOW|O_CLOEXEC`` under unpredictable temporary names
+  and renamed into place; files are read with ``O_NOFOLLOW``: a symlink is never followed.
+* A claimed segment is vetted by its :class:`~._segment_file.ReplayPolicy` before anything
+  is sent: only ``create`` lines exactly as the handler writes them, into the handler's own
+  indices (or data stream), with the handler's form of id. Everything else goes to a
+  ``quarantined-*`` file whose ``.reason`` lists why, and is counted in :attr:`Spool.untrusted`.
 
 Every file is written to a temporary name, fsynced, then renamed, so a crash never leaves a
 half-written segment under a segment name. The folder has a size cap
@@ -40,6 +56,7 @@ several processes sharing one folder apart.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import secrets
@@ -53,13 +70,24 @@ from pathlib import Path
 from typing import Any
 
 from ._dead_letter import DeadLetter
-from ._segment_file import SpoolFormatError, UnreadableSegmentError, read_items
+from ._segment_file import (
+    ReplayPolicy,
+    SpoolFormatError,
+    UnreadableSegmentError,
+    read_items,
+    refusal_text,
+    vet_items,
+)
+from .exceptions import ConfigurationError
 
 __all__ = [
     "Claim",
     "Spool",
     "SpoolFormatError",
     "UnreadableSegmentError",
+    "UntrustedFolderError",
+    "check_folder_trust",
+    "folder_distrust",
     "read_items",
 ]
 
@@ -69,6 +97,10 @@ SUFFIX = ".ndjson"
 _CLAIM = ".claimed-"
 _TMP_PREFIX = ".tmp-"
 QUARANTINE_PREFIX = "quarantined-"
+
+
+class UntrustedFolderError(PermissionError):
+    """The failure folder (or a folder the spool created) may be written by another user."""
 
 
 @dataclass(slots=True)
@@ -101,9 +133,15 @@ class Spool:
         max_bytes: int = 1 << 30,
         *,
         clock: Any = time.time,
+        policy: ReplayPolicy | None = None,
+        allow_insecure: bool = False,
     ) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
+        #: what a replay may send of a claimed segment (default: the default index prefix)
+        self.policy = policy if policy is not None else ReplayPolicy.of_handler()
+        #: use a folder other users may write (``flush_failure_folder_allow_insecure``)
+        self.allow_insecure = allow_insecure
         self._clock = clock
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
@@ -113,6 +151,12 @@ class Spool:
         self._token = secrets.token_hex(4)
         #: names under a segment name that could not be read, reported once each
         self.unreadable: dict[str, str] = {}
+        #: why the folder is not trusted (at the last claim), else None: nothing is replayed
+        self.distrust: str | None = None
+        #: documents quarantined because the policy refused them (never sent), in total
+        self.untrusted = 0
+        #: (quarantine file, documents, first reason) of each such quarantine, in order
+        self.untrusted_files: list[tuple[Path, int, str]] = []
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -192,8 +236,14 @@ class Spool:
 
         A segment whose content is not bulk NDJSON is renamed ``*.invalid`` and skipped. What
         is not a regular file under a segment name (a directory, FIFO, socket or symlink) is
-        left where it is, skipped without blocking, and listed in :attr:`unreadable`.
+        left where it is, skipped without blocking, and listed in :attr:`unreadable`. The
+        documents :attr:`policy` refuses are quarantined (see :meth:`_set_aside_untrusted`):
+        the claim holds only what may be sent. Nothing is claimed from a folder that is not
+        trusted (see :func:`folder_distrust`); :attr:`distrust` then says why.
         """
+        self.distrust = None if self.allow_insecure else folder_distrust(self.folder)
+        if self.distrust is not None:
+            return None
         for path in self.segments():
             if path.name in self.unreadable:
                 continue
@@ -219,8 +269,37 @@ class Spool:
                     os.rename(claimed, path)
                 self.unreadable[path.name] = f"{type(e).__name__}: {e.strerror or e}"
                 continue
+            items, refused = vet_items(items, self.policy)
+            if refused:
+                try:
+                    self._set_aside_untrusted(claimed, items, refused)
+                except OSError as e:  # a full disk: leave the segment as it was, for later
+                    with contextlib.suppress(OSError):
+                        os.rename(claimed, path)
+                    self.unreadable[path.name] = f"cannot quarantine what it holds: {e}"
+                    continue
+                if not items:
+                    continue
             return Claim(self, path.name, claimed, items)
         return None
+
+    def _set_aside_untrusted(
+        self, claimed: Path, accepted: list[bytes], refused: list[tuple[bytes, str]]
+    ) -> None:
+        """Quarantine ``refused`` with their reasons; leave only ``accepted`` in ``claimed``.
+
+        The claimed file is rewritten (or removed when nothing is left), so a crash after this
+        never quarantines the same documents twice. Blocking disk I/O; raises ``OSError``.
+        """
+        target = self.quarantine([item for item, _ in refused], refusal_text(refused))
+        old_size = os.lstat(claimed).st_size
+        if accepted:
+            self._write_atomic(claimed, accepted)
+            self._adjust(sum(len(item) for item in accepted) - old_size)
+        else:
+            self._remove(claimed)
+        self.untrusted += len(refused)
+        self.untrusted_files.append((target, len(refused), refused[0][1]))
 
     def recover_stale_claims(self) -> int:
         """Give back segments claimed by processes that no longer run. Returns how many."""
@@ -251,10 +330,20 @@ class Spool:
     # -- internals --------------------------------------------------------------------------
 
     def _ensure_folder(self) -> None:
-        if self._size >= 0 and self.folder.is_dir():
-            return
-        with contextlib.suppress(FileExistsError):
-            self.folder.mkdir(mode=0o700, parents=True)
+        """Create the folder (and missing parents) ``0o700``; refuse it when not trusted.
+
+        Raises :class:`UntrustedFolderError` (a ``PermissionError``) when the folder, or a
+        folder created for it, may be written by another user (see :func:`folder_distrust`)
+        and :attr:`allow_insecure` is false.
+        """
+        created = _make_private_dirs(self.folder)
+        if not self.allow_insecure:
+            for folder in (*created, self.folder):
+                why = folder_distrust(folder)
+                if why is not None:
+                    raise UntrustedFolderError(
+                        errno.EPERM, f"failure folder not written: {folder} {why}"
+                    )
         with self._lock:
             if self._size < 0:
                 self._size = self._scan_size()
@@ -276,7 +365,7 @@ class Spool:
 
     def _remove(self, path: Path) -> None:
         try:
-            size = path.stat().st_size
+            size = os.lstat(path).st_size
             path.unlink()
         except FileNotFoundError:
             return
@@ -314,7 +403,13 @@ class Spool:
         _fsync_dir(target.parent)
 
 
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_WRITE_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 #: one write() call at most this many bytes: the GIL is released during each call anyway
 _WRITE_CHUNK = 1 << 20
 
@@ -363,9 +458,79 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def folder_distrust(folder: str | os.PathLike[str]) -> str | None:
+    """Why ``folder`` cannot be trusted to hold segments, or ``None`` (also when it is absent).
+
+    Not trusted: something that is not a directory, a directory owned by another user than
+    this process's effective uid, or one its group or everyone may write (the sticky bit does
+    not help: others could still plant segments). A symlink to a trusted directory is
+    trusted. One ``stat``; pure otherwise. Always ``None`` where there are no uids (Windows).
+    """
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:  # pragma: no cover - Windows
+        return None
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be examined ({e.strerror or e})"
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    euid = geteuid()
+    if st.st_uid != euid:
+        return f"is owned by uid {st.st_uid}, not by this process's effective uid {euid}"
+    if mode & stat.S_IWOTH:
+        return f"is world-writable (mode {mode:#o})"
+    if mode & stat.S_IWGRP:
+        return f"is group-writable (mode {mode:#o})"
+    return None
+
+
+def check_folder_trust(folder: str | os.PathLike[str] | None, allow_insecure: bool) -> None:
+    """Raise :class:`ConfigurationError` naming ``flush_failure_folder`` when the folder is not
+    trusted (see :func:`folder_distrust`) and ``allow_insecure`` is false. For construction
+    time: one ``stat``; an absent folder is fine (it is created ``0o700`` when first needed).
+    """
+    if folder is None or allow_insecure:
+        return
+    why = folder_distrust(folder)
+    if why is not None:
+        raise ConfigurationError(
+            "flush_failure_folder",
+            f"a folder only this process's user can write, as ssh requires of ~/.ssh; it {why}. "
+            "Fix its owner and mode, or pass flush_failure_folder_allow_insecure=True "
+            "(replay on the command line: --allow-insecure-folder) to use it anyway",
+            os.fspath(folder),
+        )
+
+
+def _make_private_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents, each ``0o700`` whatever the umask.
+
+    Returns the folders this call had to create (or found created meanwhile by someone else:
+    the caller checks them too), top first.
+    """
+    missing: list[Path] = []
+    current = folder
+    while not os.path.lexists(current):
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    missing.reverse()
+    for path in missing:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    return missing
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(
+            folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
     except OSError:
         return
     try:

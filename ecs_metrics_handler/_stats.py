@@ -17,6 +17,10 @@ sequence number and is counted in ``emitted``. It then ends in exactly one of
 
 or it is still ``pending``. So ``emitted == shipped + spooled + dead_lettered + invalid +
 dropped + pending`` at any time.
+
+``untrusted`` stands outside that identity: documents found in the failure folder that this
+handler does not write (another action, index or id form; see ``_segment_file.ReplayPolicy``),
+quarantined and never sent.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ _FIELDS = (
     "dead_lettered",
     "invalid",
     "dropped",
+    "untrusted",
 )
 
 
@@ -59,6 +64,7 @@ class DeliveryStats:
         self.dead_lettered = 0
         self.invalid = 0
         self.dropped = 0
+        self.untrusted = 0
         self.dropped_reasons: Counter[str] = Counter()
 
     def add(self, field: str, n: int = 1) -> None:

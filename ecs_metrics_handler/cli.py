@@ -6,7 +6,10 @@
     project's ``scripts/nodes.py`` when run from a source checkout with Java available;
     otherwise the documents go to the failure folder. It always says where they are.
 ``replay FOLDER``
-    Sends the spooled segments of a failure folder to the cluster (see :func:`replay`).
+    Sends the spooled segments of a failure folder to the cluster (see :func:`replay`): only
+    the handler's own ``create`` lines into ``--index``/``--data-stream`` (or ``--allow-index``
+    patterns); the rest is quarantined. Refuses a folder other users may write unless
+    ``--allow-insecure-folder``.
 ``install-template``
     Installs the component and index templates for an index prefix or data stream.
 ``template``
@@ -187,23 +190,32 @@ def _demo(args: argparse.Namespace) -> int:
         )
     else:
         print(f"demo: {stats['spooled']} documents written to the failure folder {folder}")
-        print(f"demo: replay them with: python -m ecs_metrics_handler replay {folder} --hosts URL")
+        print(
+            "demo: replay them with: python -m ecs_metrics_handler replay "
+            f"{folder} --index {args.index} --hosts URL"
+        )
     print("demo: counters: " + json.dumps(stats, sort_keys=True))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
     options = _connection_options(args)
-    result = replay(args.folder, **options)
+    options["es_index_name"] = args.index
+    if args.data_stream:
+        options["data_stream"] = args.data_stream
+    if args.allow_insecure_folder:
+        options["flush_failure_folder_allow_insecure"] = True
+    result = replay(args.folder, allow_indices=args.allow_index, **options)
     print(
         f"replay: {result.segments} segment(s), {result.indexed} indexed, "
         f"{result.duplicates} already there, "
-        f"{result.dead_lettered} dead-lettered, {result.quarantined} quarantined, "
+        f"{result.dead_lettered} dead-lettered, {result.quarantined} quarantined "
+        f"({result.untrusted} not written by the handler), "
         f"{result.left} left for later"
     )
     for error in result.errors[:5]:
         print(f"replay: error: {error}", file=sys.stderr)
-    return 0 if result.complete else 1
+    return 0 if result.complete and not result.untrusted else 1
 
 
 def _template_handler(args: argparse.Namespace, **options: Any) -> ElasticECSHandler:
@@ -258,6 +270,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = sub.add_parser("replay", help="send a failure folder's spooled documents to the cluster")
     rep.add_argument("folder")
     _connection_args(rep)
+    rep.add_argument(
+        "--index",
+        default="python_metrics",
+        help="the handler's index prefix: only its indices are replayed (default: python_metrics)",
+    )
+    rep.add_argument("--data-stream", help="the handler's data stream, instead of --index")
+    rep.add_argument(
+        "--allow-index",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="also replay 'create' lines into indices matching PATTERN (fnmatch; repeatable)",
+    )
+    rep.add_argument(
+        "--allow-insecure-folder",
+        action="store_true",
+        help="replay a folder that another user owns or others may write",
+    )
     rep.set_defaults(func=_replay)
 
     for name, func, helptext in (

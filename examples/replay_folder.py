@@ -54,9 +54,9 @@ def main() -> int:
         print(f"replay_folder: expected 5 spooled documents, counters {stats}")
         return 1
 
-    result = replay(folder, hosts=[URL])
+    result = replay(folder, hosts=[URL], es_index_name=PREFIX)  # only its own indices
     print(f"replay_folder: replayed into {URL}: {result}")
-    again = replay(folder, hosts=[URL])  # nothing left: the segments were deleted
+    again = replay(folder, hosts=[URL], es_index_name=PREFIX)  # nothing left: segments deleted
     print(f"replay_folder: a second replay finds {again.segments} segment(s)")
     if not (result.complete and result.indexed == 5 and again.segments == 0):
         return 1

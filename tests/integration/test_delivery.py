@@ -378,9 +378,9 @@ def test_child_exits_within_the_bound_with_every_metric_spooled_then_replayed_on
     assert elapsed < 3.0 + 1.0 + 4.0
     spooled = sum(len(read_items(p)) for p in tmp_path.glob("segment-*.ndjson"))
     assert spooled == 10_000
-    first = replay(tmp_path, hosts=[es_server.url])
+    first = replay(tmp_path, hosts=[es_server.url], es_index_name=unique_name)
     assert (first.indexed, first.duplicates, first.left) == (10_000, 0, 0)
-    second = replay(tmp_path, hosts=[es_server.url])
+    second = replay(tmp_path, hosts=[es_server.url], es_index_name=unique_name)
     assert second.indexed == 0 and second.segments == 0
     assert _count(es_client, f"{unique_name}-*") == 10_000
 
@@ -528,7 +528,7 @@ def test_dictconfig_rerun_and_shutdown_return_in_bounds_while_the_node_is_frozen
     log.removeHandler(second)
     emitted = first.stats()["emitted"] + second.stats()["emitted"]
     assert emitted == 301
-    result = replay(tmp_path, hosts=[breakable_es.url])
+    result = replay(tmp_path, hosts=[breakable_es.url], es_index_name=unique_name)
     assert result.left == 0
     client = _client(breakable_es.url)
     try:

@@ -300,10 +300,10 @@ def test_unreachable_node_fills_the_failure_folder_and_replay_indexes_it(
     assert segments and all(":" not in p.name for p in segments)
     assert sum(len(read_items(p)) for p in segments) == 25 == handler.stats()["spooled"]
 
-    result = replay(tmp_path, hosts=[es_server.url])
+    result = replay(tmp_path, hosts=[es_server.url], es_index_name=unique_name)
     assert (result.indexed, result.left) == (25, 0)
     assert len(_search(es_client, f"{unique_name}-*")) == 25
-    again = replay(tmp_path, hosts=[es_server.url])
+    again = replay(tmp_path, hosts=[es_server.url], es_index_name=unique_name)
     assert again.indexed == 0 and again.segments == 0
 
 
@@ -489,9 +489,9 @@ def test_opensearch_backend_ships_to_opensearch(
 def test_a_hostile_failure_folder_never_stops_live_delivery(
     es_server: Any, es_client: Any, unique_name: str, logger: logging.Logger, tmp_path: Path
 ) -> None:
-    """A directory and a FIFO under segment names, and a segment the node refuses as a whole
-    request (400): live metrics still ship, the good segment is replayed, the refused one is
-    quarantined with its reason, and the command line's replay neither hangs nor crashes."""
+    """A directory and a FIFO under segment names, and a segment the handler never writes (an
+    unknown parameter): live metrics still ship, the good segment is replayed, the planted one
+    is quarantined with its reason, and the command line's replay neither hangs nor crashes."""
     import os
     import time
 
@@ -505,7 +505,7 @@ def test_a_hostile_failure_folder_never_stops_live_delivery(
     bad = b'{"create":{"_index":"%s-bad","no_such_parameter":1}}\n{"n":1}\n' % unique_name.encode()
     (tmp_path / name(3)).write_bytes(bad)
     good = b"".join(
-        orjson.dumps({"create": {"_index": f"{unique_name}-old", "_id": f"old{i}"}})
+        orjson.dumps({"create": {"_index": f"{unique_name}-2026.01.01", "_id": f"{'A' * 12}{i:x}"}})
         + b"\n"
         + orjson.dumps({"@timestamp": "2026-01-01T00:00:00Z", "n": i})
         + b"\n"
@@ -528,11 +528,11 @@ def test_a_hostile_failure_folder_never_stops_live_delivery(
     (quarantined,) = tmp_path.glob("quarantined-*.ndjson")
     assert quarantined.read_bytes() == bad
     reason = quarantined.with_name(quarantined.name + ".reason").read_text()
-    assert "400" in reason
+    assert "no_such_parameter" in reason and stats["untrusted"] == 1
     assert (tmp_path / name(1)).is_dir() and (tmp_path / name(2)).exists()
     assert not (tmp_path / name(3)).exists() and not (tmp_path / name(4)).exists()
     es_client.indices.refresh(index=f"{unique_name}-*")
-    assert len(_search(es_client, f"{unique_name}-old")) == 3
+    assert len(_search(es_client, f"{unique_name}-2026.01.01")) == 3
 
-    result = replay(tmp_path, hosts=[es_server.url])
+    result = replay(tmp_path, hosts=[es_server.url], es_index_name=unique_name)
     assert result.left == 0 and any("not a regular file" in e for e in result.errors)

@@ -220,7 +220,7 @@ def test_unreachable_cluster_spools_everything_and_replay_delivers_it_once(
     assert sum(len(read_items(p)) for p in tmp_path.glob("segment-*.ndjson")) == 50
 
     cluster.down = False
-    first = replay(tmp_path, client=cluster)
+    first = replay(tmp_path, client=cluster, es_index_name="unit")
     assert (first.indexed, first.left) == (50, 0)
     assert list(tmp_path.glob("segment-*")) == []
     assert len(cluster.documents()) == 50
