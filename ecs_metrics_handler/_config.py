@@ -48,6 +48,7 @@ from ._index_names import (
     validate_index_name,
     validate_index_prefix,
 )
+from ._redact import mask, redact_option
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -192,7 +193,7 @@ def _coerce_metric_key(option: str, value: object) -> str:
 # ---------------------------------------------------------------------------------- options
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class HandlerOptions:
     """Every option of :class:`~ecs_metrics_handler.ElasticECSHandler`, validated and normalised.
 
@@ -200,6 +201,7 @@ class HandlerOptions:
     constructor trusts its arguments. Immutable: nested mappings are read-only views holding
     private copies, so an instance is safe to share between threads and between documents.
     Units: seconds for every ``*_sec``/timeout/backoff option, bytes for ``*_bytes``.
+    The repr (and str) never shows a credential: ``auth_details=('elastic', '***')``.
     """
 
     #: Node URLs ``"scheme://host:port[/prefix]"``; absent means localhost:9200 over
@@ -284,6 +286,13 @@ class HandlerOptions:
     #: Install the index (or data stream) template when the worker starts.
     install_template: bool = option(False, coerce_bool)
 
+    def __repr__(self) -> str:
+        shown = (
+            f"{field.name}={redact_option(field.name, getattr(self, field.name))!r}"
+            for field in dataclasses.fields(self)
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     @property
     def resolved_service_name(self) -> str:
         """``service_name``, else the stem of ``sys.argv[0]``, else ``"python"``."""
@@ -317,7 +326,8 @@ class HandlerOptions:
     def from_kwargs(cls, **kwargs: Any) -> HandlerOptions:
         """Validate and coerce keyword options; the only place that does.
 
-        Unknown names raise :class:`ConfigurationError` suggesting the closest known name.
+        Unknown names raise :class:`ConfigurationError` suggesting the closest known name (and
+        showing the value's shape only, since a misspelt credential option may hold a secret).
         Booleans accept bools and ``"true"/"false"/"yes"/"no"/"1"/"0"``; numbers accept ints,
         floats and numeric strings but never a bool; enums accept names or values in any case.
         """
@@ -325,7 +335,8 @@ class HandlerOptions:
             if name not in OPTION_NAMES:
                 close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=3, cutoff=0.6)
                 hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-                raise ConfigurationError(name, f"a known option{hint}", value)
+                # The value of a misspelt option may be a credential: show its shape only.
+                raise ConfigurationError(name, f"a known option{hint}", mask(value))
         return _build_options(kwargs)
 
 

@@ -66,6 +66,12 @@ def _parse_host_string(option: str, text: str, default_scheme: str) -> str:
     text = text.strip()
     if not text:
         raise ConfigurationError(option, "a host URL such as 'http://localhost:9200'", given)
+    if "@" in text:
+        # Refused before parsing: a password holding "/", "?" or "#" would otherwise end the
+        # userinfo early and pass, in clear, as a host name or URL prefix.
+        raise ConfigurationError(
+            option, "a host URL without credentials (put them in auth_details)", given
+        )
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme not in _SCHEMES:
@@ -148,8 +154,8 @@ def parse_hosts(option: str, hosts: object, *, use_ssl: bool) -> tuple[str, ...]
     addresses come back in brackets. Duplicates are dropped, order is kept.
 
     Raises :class:`ConfigurationError` (naming ``option``) for an empty list, a port outside
-    1..65535, a scheme other than http/https, credentials inside a URL, or a string that does not
-    parse as a host.
+    1..65535, a scheme other than http/https, credentials inside a URL (any ``@``), or a string
+    that does not parse as a host.
     """
     default_scheme = "https" if use_ssl else "http"
     entries: list[object]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._config import AuthType, Backend, HandlerOptions
+from ._redact import redact_text
 from .exceptions import ConfigurationError, MissingDependencyError
 
 __all__ = [
@@ -392,5 +393,6 @@ def make_shipper(options: HandlerOptions, client: Any = None) -> Shipper:
 
 
 def _short(e: BaseException, limit: int = 300) -> str:
-    text = str(e) or type(e).__name__
+    """What a report says of a client error: redacted, at most ``limit`` characters."""
+    text = redact_text(str(e) or type(e).__name__)
     return text if len(text) <= limit else text[: limit - 3] + "..."

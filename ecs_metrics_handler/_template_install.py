@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._redact import redact_text
 from ._report import Reporter
 from ._shipper import ShipError, Shipper
 
@@ -35,7 +36,9 @@ class TemplateInstaller:
         except Exception as e:
             status = http_status(e)
             if status is None or status == 429 or status >= 500:
-                raise ShipError(f"cannot install the index template: {e}", retryable=True) from e
+                raise ShipError(
+                    f"cannot install the index template: {redact_text(str(e))}", retryable=True
+                ) from e
             self._templates = None
             self._reporter.error(
                 "template",
@@ -44,7 +47,7 @@ class TemplateInstaller:
                 "(handler.install_template() or 'python -m ecs_metrics_handler "
                 "install-template'), then set install_template=False",
                 status,
-                str(e)[:300],
+                redact_text(str(e))[:300],
             )
             return
         self._templates = None

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,11 @@ _DEMO_NODE = "ecs-metrics-demo"
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--hosts", nargs="+", default=None, help="cluster URLs (default: $ELASTICSEARCH_URL)"
+        "--hosts",
+        nargs="+",
+        default=None,
+        help="cluster URLs (default: $ELASTICSEARCH_URL); https://user:password@host:9200 "
+        "means Basic authentication unless --user or --api-key is given",
     )
     parser.add_argument("--user", help="user name for Basic authentication")
     parser.add_argument(
@@ -64,11 +69,33 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opensearch", action="store_true", help="the cluster is OpenSearch")
 
 
+def _split_userinfo(url: str) -> tuple[str, str | None, str]:
+    """``("https://host:9200", user, password)`` from ``"https://user:password@host:9200"``.
+
+    ``(url, None, "")`` when the URL carries no credentials. User and password are
+    percent-decoded; everything up to the last ``@`` is the userinfo.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or "@" not in rest:
+        return url, None, ""
+    userinfo, _, host = rest.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return f"{scheme}://{host}", urllib.parse.unquote(user), urllib.parse.unquote(password)
+
+
 def _connection_options(args: argparse.Namespace) -> dict[str, Any]:
-    hosts = args.hosts or (
+    given = args.hosts or (
         [os.environ["ELASTICSEARCH_URL"]] if os.environ.get("ELASTICSEARCH_URL") else None
     )
     options: dict[str, Any] = {}
+    hosts: list[str] = []
+    for url in given or ():
+        # A URL's credentials ("https://elastic:pw@host:9200", common in ELASTICSEARCH_URL)
+        # become Basic authentication unless --user or --api-key says otherwise.
+        bare, user, password = _split_userinfo(url)
+        hosts.append(bare)
+        if user and not args.user and not args.api_key:
+            args.user, args.password = user, password
     if hosts:
         options["hosts"] = hosts
     if args.user:

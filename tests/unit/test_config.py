@@ -24,6 +24,7 @@ from ecs_metrics_handler._config import (
     validate_index_name,
     validate_index_prefix,
 )
+from ecs_metrics_handler._redact import redact_given
 from ecs_metrics_handler.exceptions import ConfigurationError
 
 
@@ -34,13 +35,14 @@ def _error(**kwargs: Any) -> ConfigurationError:
 
 
 def assert_names(error: ConfigurationError, option: str, given: object, *words: str) -> None:
-    """The message names the option, what was expected and what was given."""
+    """The message names the option, what was expected and what was given (redacted)."""
     message = str(error)
+    shown = redact_given(option, given)
     assert isinstance(error, ValueError)
     assert error.option == option
-    assert error.given is given or error.given == given
+    assert error.given is shown or error.given == shown
     assert repr(option) in message
-    assert repr(given) in message
+    assert repr(shown) in message
     for word in words:
         assert word in error.expected, (word, error.expected)
         assert word in message
@@ -398,7 +400,7 @@ def test_unknown_option_suggests_the_closest_name() -> None:
 def test_unknown_option_without_close_match_still_names_it() -> None:
     """A name unlike any option is refused without a suggestion."""
     error = _error(colour="blue")
-    assert_names(error, "colour", "blue", "known option")
+    assert_names(error, "colour", "***", "known option")  # the value may be a secret
     assert "did you mean" not in str(error)
 
 
