@@ -9,8 +9,9 @@ are checked and normalised, by one loop over those declarations. Every mistake r
 naming the option, what it accepts and what was given. :class:`HandlerKwargs` types the same
 options as keyword arguments, for static checkers.
 
-Everything here is pure: no network, no file system, no global state. All objects are immutable
-and therefore safe to share between threads.
+Everything here is pure apart from reading the TLS files that ``ca_certs``, ``client_cert``
+and ``client_key`` name (``_tls.py`` checks them at construction): no network, no global state.
+All objects are immutable and therefore safe to share between threads.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from ._index_names import (
     validate_index_prefix,
 )
 from ._redact import mask, redact_option
+from ._tls import coerce_ca_certs, coerce_client_cert, coerce_client_key
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -147,13 +149,6 @@ def _default_service_name() -> str:
 # ---------------------------------------------------------------- coercions of single options
 
 
-def _coerce_client_key(option: str, value: object, client_cert: str | None) -> str | None:
-    key = coerce_path(option, value)
-    if key is not None and client_cert is None:
-        raise ConfigurationError(option, "to be given together with client_cert", key)
-    return key
-
-
 def _coerce_max_queue_records(option: str, value: object, buffer_size: int) -> int:
     records = coerce_int(option, value, minimum=1)
     if records < buffer_size:
@@ -227,11 +222,12 @@ class HandlerOptions:
     use_ssl: bool = option(False, coerce_bool)
     #: Verify the cluster's TLS certificate.
     verify_ssl: bool = option(True, coerce_bool)
-    #: Path to a PEM bundle of CA certificates.
-    ca_certs: str | None = option(None, coerce_path)
-    #: Path to a PEM client certificate (and ``client_key`` to its key when separate).
-    client_cert: str | None = option(None, coerce_path)
-    client_key: str | None = option(None, _coerce_client_key, after=("client_cert",))
+    #: Path to a PEM bundle of CA certificates (checked at construction: exists, loads).
+    ca_certs: str | None = option(None, coerce_ca_certs)
+    #: Path to a PEM client certificate (and ``client_key`` to its key when separate); both
+    #: are loaded at construction, so a missing file or a key that does not match fails then.
+    client_cert: str | None = option(None, coerce_client_cert)
+    client_key: str | None = option(None, coerce_client_key, after=("client_cert",))
     #: Records waiting in the buffer that wake the worker up (> 0).
     buffer_size: int = option(1000, integer(above=0))
     #: Seconds between two periodic flushes (> 0).

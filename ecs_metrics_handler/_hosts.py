@@ -193,5 +193,13 @@ def coerce_hosts(option: str, value: object, use_ssl: bool) -> tuple[str, ...]:
     """The ``hosts`` option: :func:`parse_hosts`, where None means :data:`DEFAULT_HOST`.
 
     So an absent ``hosts`` follows ``use_ssl``: ``("https://localhost:9200",)`` when it is set.
+    With ``use_ssl`` a host whose URL (or mapping) says ``http`` is refused: TLS was asked for
+    and that host would not get it.
     """
-    return parse_hosts(option, DEFAULT_HOST if value is None else value, use_ssl=use_ssl)
+    urls = parse_hosts(option, DEFAULT_HOST if value is None else value, use_ssl=use_ssl)
+    plain = [url for url in urls if url.startswith("http://")]
+    if use_ssl and plain:
+        raise ConfigurationError(
+            option, "https hosts when use_ssl is True (write https:// or drop use_ssl)", plain[0]
+        )
+    return urls

@@ -17,6 +17,7 @@ from ._config import HandlerOptions
 from ._resend import send_items
 from ._shipper import Shipper, make_shipper
 from ._spool import Claim, Spool, SpoolFormatError, read_items
+from ._tls import warn_if_plain_http
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -58,6 +59,8 @@ def replay(
     their segment. Blocking; returns a :class:`ReplayResult`.
     """
     opts = HandlerOptions.from_kwargs(**options)
+    if client is None:
+        warn_if_plain_http(opts)
     spool = Spool(folder)
     shipper = make_shipper(opts, client)
     result = ReplayResult()

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._redact import redact_text
 from ._report import Reporter
-from ._shipper import ShipError, Shipper
+from ._shipper import ShipError, Shipper, describe_error
 
 __all__ = ["TemplateInstaller", "http_status"]
 
@@ -37,7 +36,7 @@ class TemplateInstaller:
             status = http_status(e)
             if status is None or status == 429 or status >= 500:
                 raise ShipError(
-                    f"cannot install the index template: {redact_text(str(e))}", retryable=True
+                    f"cannot install the index template: {describe_error(e)}", retryable=True
                 ) from e
             self._templates = None
             self._reporter.error(
@@ -47,7 +46,7 @@ class TemplateInstaller:
                 "(handler.install_template() or 'python -m ecs_metrics_handler "
                 "install-template'), then set install_template=False",
                 status,
-                redact_text(str(e))[:300],
+                describe_error(e)[:300],
             )
             return
         self._templates = None

@@ -35,6 +35,7 @@ from typing import Any
 from ._handler import ElasticECSHandler
 from ._metric import metric
 from ._replay import replay
+from ._shipper import describe_error
 from ._timing import timed
 from .exceptions import EcsMetricsHandlerError
 
@@ -313,4 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EcsMetricsHandlerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        # A client's error (the cluster refused, TLS failed): its cause, redacted, no traceback.
+        print(f"error: {type(e).__name__}: {describe_error(e)}", file=sys.stderr)
+        return 1
     return code

@@ -9,6 +9,7 @@ import pickle
 from typing import Any
 
 import pytest
+from _certs import make_pki
 
 from ecs_metrics_handler._config import (
     AuthType,
@@ -443,12 +444,15 @@ def test_aws_auth_needs_key_secret_and_region() -> None:
 
 
 def test_paths_accept_pathlike_and_client_key_needs_a_certificate(tmp_path: pathlib.Path) -> None:
-    """Paths are kept as str; a client key alone is refused."""
+    """Paths are kept as str; a client key alone is refused (test_tls.py checks the files)."""
+    pki = make_pki(tmp_path)
+    both = tmp_path / "both.pem"
+    both.write_bytes(pki.cert.read_bytes() + pki.key.read_bytes())
     options = HandlerOptions.from_kwargs(
-        flush_failure_folder=tmp_path, ca_certs=tmp_path / "ca.pem", client_cert="c.pem"
+        flush_failure_folder=tmp_path, ca_certs=pki.ca, client_cert=both
     )
     assert options.flush_failure_folder == str(tmp_path)
-    assert options.ca_certs == str(tmp_path / "ca.pem")
+    assert options.ca_certs == str(pki.ca)
     assert_names(_error(client_key="k.pem"), "client_key", "k.pem", "client_cert")
     assert_names(_error(flush_failure_folder=3), "flush_failure_folder", 3, "path")
 
