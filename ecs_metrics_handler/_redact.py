@@ -87,11 +87,14 @@ def _hide_userinfo(userinfo: str) -> str:
 
 
 def redact_url(value: str) -> str:
-    """A string given as a URL, with everything between ``://`` and its last ``@`` hidden
-    (but the user); any other string as :func:`redact_text` shows it."""
+    """A string given as a URL, with everything between ``://`` (or its start, for
+    ``user:password@host``) and its last ``@`` hidden but the user."""
     start = _URL_START_RE.match(value)
     if start is None:
-        return redact_text(value)
+        if "@" in value:
+            userinfo, _, rest = value.rpartition("@")
+            return f"{_hide_userinfo(userinfo)}@{rest}"
+        return value
     userinfo, at, rest = value[start.end() :].rpartition("@")
     if not at:
         return value

@@ -48,6 +48,7 @@ _EXPIRED: Final = frozenset({10, 12})  # certificate, CRL expired
 _NOT_YET_VALID: Final = frozenset({9, 11})
 _HOSTNAME_MISMATCH: Final = frozenset({62, 63, 64})  # host name, e-mail, IP address mismatch
 _REVOKED: Final = 23
+_HOSTNAME_MISMATCH_CODE: Final = 62
 
 
 def _check_readable(option: str, path: str, what: str) -> bytes:
@@ -216,6 +217,10 @@ def tls_failure_cause(error: BaseException) -> str | None:
     for e in chain:
         if isinstance(e, ssl.SSLCertVerificationError):
             cause = verification_cause(e.verify_code, e.verify_message)
+            return f"TLS certificate verification failed: {cause}"
+        if type(e).__name__ == "CertificateError" and isinstance(e, ValueError):
+            # urllib3 checks an IP address host itself, after the handshake, with its own class.
+            cause = verification_cause(_HOSTNAME_MISMATCH_CODE, str(e))
             return f"TLS certificate verification failed: {cause}"
     for e in chain:
         if isinstance(e, ssl.SSLError):

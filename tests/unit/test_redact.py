@@ -96,6 +96,8 @@ def test_no_configuration_error_shows_a_credential(secret: str) -> None:
         {"hosts": f"http://elastic:{secret}@localhost:9200"},
         {"hosts": [f"https://{secret}@es1:9200"]},
         {"hosts": [{"host": "es1", "password": secret}]},
+        {"hosts": f"elastic:{secret}@es1:9200"},
+        {"hosts": {"host": f"elastic:{secret}@es1"}},
         {"auth_detail": ("elastic", secret)},  # a misspelt option name
         {"api_key": secret},
     ]
