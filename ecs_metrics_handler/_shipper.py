@@ -203,6 +203,10 @@ class _LazyClient:
                     self._client = self._build()
         return self._client
 
+    def client(self) -> Any:
+        """The client, built on first use (in the calling thread)."""
+        return self._get()
+
     def close(self) -> None:
         """Close the client this object built; an injected client is the caller's to close."""
         client, self._client = self._client, None

@@ -1,4 +1,4 @@
-"""Command line: ``python -m ecs_metrics_handler demo | replay | install-template | template``.
+"""Command line: ``python -m ecs_metrics_handler demo | replay | check | install-template | ...``.
 
 ``demo``
     Ships a few realistic metrics (timed calls, gauges, a counter, a failing call) to
@@ -7,6 +7,10 @@
     otherwise the documents go to the failure folder. It always says where they are.
 ``replay FOLDER``
     Sends the spooled segments of a failure folder to the cluster (see :func:`replay`).
+``check``
+    Connects with the handler's options and says whether delivery would work: reachable,
+    product and version, TLS, authentication, write privileges, index template. Exits 1
+    when something would stop delivery.
 ``install-template``
     Installs the component and index templates for an index prefix or data stream.
 ``template``
@@ -32,11 +36,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._check import check_cluster
+from ._config import HandlerOptions
 from ._handler import ElasticECSHandler
 from ._metric import metric
 from ._replay import replay
 from ._shipper import describe_error
 from ._timing import timed
+from ._tls import warn_if_plain_http
 from .exceptions import EcsMetricsHandlerError
 
 __all__ = ["main"]
@@ -234,6 +241,27 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if result.complete else 1
 
 
+def _check(args: argparse.Namespace) -> int:
+    options = _connection_options(args)
+    if args.data_stream:
+        options["data_stream"] = args.data_stream
+    opts = HandlerOptions.from_kwargs(
+        es_index_name=args.index, install_template=args.install_template, **options
+    )
+    warn_if_plain_http(opts)
+    findings = check_cluster(opts)
+    print(f"check: {', '.join(opts.hosts)}")
+    width = max(len(f.topic) for f in findings)
+    for finding in findings:
+        mark = "!!" if finding.blocking else "  "
+        print(f"{mark} {finding.topic.ljust(width)}  {finding.text}")
+    if any(f.blocking for f in findings):
+        print("check: delivery would FAIL (the lines marked !!)")
+        return 1
+    print("check: OK, nothing stops delivery")
+    return 0
+
+
 def _template_handler(args: argparse.Namespace, **options: Any) -> ElasticECSHandler:
     if args.data_stream:
         options["data_stream"] = args.data_stream
@@ -287,6 +315,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("folder")
     _connection_args(rep)
     rep.set_defaults(func=_replay)
+
+    chk = sub.add_parser("check", help="say whether the handler could deliver with these options")
+    _connection_args(chk)
+    chk.add_argument(
+        "--index", default="python_metrics", help="index prefix (default: python_metrics)"
+    )
+    chk.add_argument("--data-stream", help="a data stream name instead of an index prefix")
+    chk.add_argument(
+        "--install-template",
+        action="store_true",
+        help="the handler will install the template (check that privilege too)",
+    )
+    chk.set_defaults(func=_check)
 
     for name, func, helptext in (
         ("install-template", _install_template, "install the index templates"),
