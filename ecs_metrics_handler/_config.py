@@ -9,8 +9,9 @@ are checked and normalised, by one loop over those declarations. Every mistake r
 naming the option, what it accepts and what was given. :class:`HandlerKwargs` types the same
 options as keyword arguments, for static checkers.
 
-Everything here is pure: no network, no file system, no global state. All objects are immutable
-and therefore safe to share between threads.
+Everything here is pure apart from reading the TLS files that ``ca_certs``, ``client_cert``
+and ``client_key`` name (``_tls.py`` checks them at construction): no network, no global state.
+All objects are immutable and therefore safe to share between threads.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from ._index_names import (
     validate_index_name,
     validate_index_prefix,
 )
+from ._redact import mask, redact_option
+from ._tls import coerce_ca_certs, coerce_client_cert, coerce_client_key
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -146,13 +149,6 @@ def _default_service_name() -> str:
 # ---------------------------------------------------------------- coercions of single options
 
 
-def _coerce_client_key(option: str, value: object, client_cert: str | None) -> str | None:
-    key = coerce_path(option, value)
-    if key is not None and client_cert is None:
-        raise ConfigurationError(option, "to be given together with client_cert", key)
-    return key
-
-
 def _coerce_max_queue_records(option: str, value: object, buffer_size: int) -> int:
     records = coerce_int(option, value, minimum=1)
     if records < buffer_size:
@@ -192,7 +188,7 @@ def _coerce_metric_key(option: str, value: object) -> str:
 # ---------------------------------------------------------------------------------- options
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class HandlerOptions:
     """Every option of :class:`~ecs_metrics_handler.ElasticECSHandler`, validated and normalised.
 
@@ -200,6 +196,7 @@ class HandlerOptions:
     constructor trusts its arguments. Immutable: nested mappings are read-only views holding
     private copies, so an instance is safe to share between threads and between documents.
     Units: seconds for every ``*_sec``/timeout/backoff option, bytes for ``*_bytes``.
+    The repr (and str) never shows a credential: ``auth_details=('elastic', '***')``.
     """
 
     #: Node URLs ``"scheme://host:port[/prefix]"``; absent means localhost:9200 over
@@ -225,11 +222,12 @@ class HandlerOptions:
     use_ssl: bool = option(False, coerce_bool)
     #: Verify the cluster's TLS certificate.
     verify_ssl: bool = option(True, coerce_bool)
-    #: Path to a PEM bundle of CA certificates.
-    ca_certs: str | None = option(None, coerce_path)
-    #: Path to a PEM client certificate (and ``client_key`` to its key when separate).
-    client_cert: str | None = option(None, coerce_path)
-    client_key: str | None = option(None, _coerce_client_key, after=("client_cert",))
+    #: Path to a PEM bundle of CA certificates (checked at construction: exists, loads).
+    ca_certs: str | None = option(None, coerce_ca_certs)
+    #: Path to a PEM client certificate (and ``client_key`` to its key when separate); both
+    #: are loaded at construction, so a missing file or a key that does not match fails then.
+    client_cert: str | None = option(None, coerce_client_cert)
+    client_key: str | None = option(None, coerce_client_key, after=("client_cert",))
     #: Records waiting in the buffer that wake the worker up (> 0).
     buffer_size: int = option(1000, integer(above=0))
     #: Seconds between two periodic flushes (> 0).
@@ -287,6 +285,13 @@ class HandlerOptions:
     #: Install the index (or data stream) template when the worker starts.
     install_template: bool = option(False, coerce_bool)
 
+    def __repr__(self) -> str:
+        shown = (
+            f"{field.name}={redact_option(field.name, getattr(self, field.name))!r}"
+            for field in dataclasses.fields(self)
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     @property
     def resolved_service_name(self) -> str:
         """``service_name``, else the stem of ``sys.argv[0]``, else ``"python"``."""
@@ -320,7 +325,8 @@ class HandlerOptions:
     def from_kwargs(cls, **kwargs: Any) -> HandlerOptions:
         """Validate and coerce keyword options; the only place that does.
 
-        Unknown names raise :class:`ConfigurationError` suggesting the closest known name.
+        Unknown names raise :class:`ConfigurationError` suggesting the closest known name (and
+        showing the value's shape only, since a misspelt credential option may hold a secret).
         Booleans accept bools and ``"true"/"false"/"yes"/"no"/"1"/"0"``; numbers accept ints,
         floats and numeric strings but never a bool; enums accept names or values in any case.
         """
@@ -328,7 +334,8 @@ class HandlerOptions:
             if name not in OPTION_NAMES:
                 close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=3, cutoff=0.6)
                 hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-                raise ConfigurationError(name, f"a known option{hint}", value)
+                # The value of a misspelt option may be a credential: show its shape only.
+                raise ConfigurationError(name, f"a known option{hint}", mask(value))
         return _build_options(kwargs)
 
 

@@ -32,6 +32,7 @@ from ._spool import Spool, check_folder_trust
 from ._stats import DeliveryStats
 from ._templates import load_templates
 from ._timing import METRICS_LOGGER_NAME
+from ._tls import warn_if_plain_http
 from ._worker import Worker
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class ElasticECSHandler(BufferingHandler):
         )
         if client is None:
             check_optional_dependencies(self.options)
+            warn_if_plain_http(self.options)
         else:
             make_shipper(self.options, client)  # validates the client's type now
         super().__init__(self.options.buffer_size)

@@ -66,6 +66,12 @@ def _parse_host_string(option: str, text: str, default_scheme: str) -> str:
     text = text.strip()
     if not text:
         raise ConfigurationError(option, "a host URL such as 'http://localhost:9200'", given)
+    if "@" in text:
+        # Refused before parsing: a password holding "/", "?" or "#" would otherwise end the
+        # userinfo early and pass, in clear, as a host name or URL prefix.
+        raise ConfigurationError(
+            option, "a host URL without credentials (put them in auth_details)", given
+        )
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme not in _SCHEMES:
@@ -148,8 +154,8 @@ def parse_hosts(option: str, hosts: object, *, use_ssl: bool) -> tuple[str, ...]
     addresses come back in brackets. Duplicates are dropped, order is kept.
 
     Raises :class:`ConfigurationError` (naming ``option``) for an empty list, a port outside
-    1..65535, a scheme other than http/https, credentials inside a URL, or a string that does not
-    parse as a host.
+    1..65535, a scheme other than http/https, credentials inside a URL (any ``@``), or a string
+    that does not parse as a host.
     """
     default_scheme = "https" if use_ssl else "http"
     entries: list[object]
@@ -187,5 +193,13 @@ def coerce_hosts(option: str, value: object, use_ssl: bool) -> tuple[str, ...]:
     """The ``hosts`` option: :func:`parse_hosts`, where None means :data:`DEFAULT_HOST`.
 
     So an absent ``hosts`` follows ``use_ssl``: ``("https://localhost:9200",)`` when it is set.
+    With ``use_ssl`` a host whose URL (or mapping) says ``http`` is refused: TLS was asked for
+    and that host would not get it.
     """
-    return parse_hosts(option, DEFAULT_HOST if value is None else value, use_ssl=use_ssl)
+    urls = parse_hosts(option, DEFAULT_HOST if value is None else value, use_ssl=use_ssl)
+    plain = [url for url in urls if url.startswith("http://")]
+    if use_ssl and plain:
+        raise ConfigurationError(
+            option, "https hosts when use_ssl is True (write https:// or drop use_ssl)", plain[0]
+        )
+    return urls

@@ -19,6 +19,7 @@ from ._resend import send_items
 from ._segment_file import ReplayPolicy
 from ._shipper import Shipper, make_shipper
 from ._spool import Claim, Spool, SpoolFormatError, check_folder_trust, read_items
+from ._tls import warn_if_plain_http
 from .exceptions import ConfigurationError
 
 __all__ = ["ReplayResult", "replay"]
@@ -78,6 +79,8 @@ def replay(
     patterns = (allow_indices,) if isinstance(allow_indices, str) else tuple(allow_indices)
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigurationError("allow_indices", "index name patterns (strings)", allow_indices)
+    if client is None:
+        warn_if_plain_http(opts)
     check_folder_trust(folder, opts.flush_failure_folder_allow_insecure)
     spool = Spool(
         folder,

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ._redact import redact_text
+
 __all__ = ["Reporter", "package_logger"]
 
 package_logger = logging.getLogger("ecs_metrics_handler")
@@ -22,7 +24,8 @@ package_logger = logging.getLogger("ecs_metrics_handler")
 class Reporter:
     """Writes warnings to ``logger``, at most one per ``kind`` every ``interval`` seconds.
 
-    Thread-safe. ``clock`` is injectable for tests (monotonic seconds).
+    Thread-safe. ``clock`` is injectable for tests (monotonic seconds). Every argument shows
+    with the URL passwords in its text redacted (``_redact.redact_text``).
     """
 
     def __init__(
@@ -49,7 +52,7 @@ class Reporter:
 
     def info(self, msg: str, *args: object) -> None:
         """Report ``msg % args`` at INFO level, never rate-limited (rare lifecycle events)."""
-        self._logger.info(msg, *args)
+        self._logger.info(msg, *_redacted(args))
 
     def _report(
         self, level: int, kind: str, msg: str, args: tuple[object, ...], *, exc_info: bool = False
@@ -65,4 +68,12 @@ class Reporter:
         if folded:
             msg += " (%d similar reports in the last %.0f s folded into this one)"
             args = (*args, folded, self._interval)
-        self._logger.log(level, msg, *args, exc_info=exc_info)
+        self._logger.log(level, msg, *_redacted(args), exc_info=exc_info)
+
+
+def _redacted(args: tuple[object, ...]) -> tuple[object, ...]:
+    """``args`` with the URL passwords in their text hidden; numbers stay numbers for ``%d``."""
+    return tuple(
+        arg if isinstance(arg, (int, float)) or arg is None else redact_text(str(arg))
+        for arg in args
+    )

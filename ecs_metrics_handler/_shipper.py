@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._config import AuthType, Backend, HandlerOptions
+from ._redact import redact_text
+from ._tls import tls_failure_cause
 from .exceptions import ConfigurationError, MissingDependencyError
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "OpenSearchShipper",
     "ShipError",
     "Shipper",
+    "describe_error",
     "judge",
     "make_shipper",
 ]
@@ -243,6 +246,10 @@ class _LazyClient:
                     self._client = self._build()
         return self._client
 
+    def client(self) -> Any:
+        """The client, built on first use (in the calling thread)."""
+        return self._get()
+
     def close(self) -> None:
         """Close the client this object built; an injected client is the caller's to close."""
         client, self._client = self._client, None
@@ -307,16 +314,16 @@ class ElasticsearchShipper(_LazyClient):
             )
             raise ShipError(
                 f"bulk request refused: HTTP {status}: {_auth_hint(self._options, status)}"
-                f"{_short(e)}",
+                f"{describe_error(e)}",
                 retryable=is_retryable_status(status),
                 status=status,
             ) from e
         except (TransportConnectionError, TransportError) as e:
-            raise ShipError(f"cluster unreachable: {_short(e)}", retryable=True) from e
+            raise ShipError(f"cluster unreachable: {describe_error(e)}", retryable=True) from e
         except Exception as e:
             # The product check or anything unforeseen: never let it kill the worker.
             raise ShipError(
-                f"bulk request failed: {type(e).__name__}: {_short(e)}", retryable=True
+                f"bulk request failed: {type(e).__name__}: {describe_error(e)}", retryable=True
             ) from e
         return judge(resp.body, count)
 
@@ -387,18 +394,18 @@ class OpenSearchShipper(_LazyClient):
         try:
             resp = client.bulk(body=body, filter_path=_FILTER_PATH)
         except OSConnectionError as e:  # includes timeouts
-            raise ShipError(f"cluster unreachable: {_short(e)}", retryable=True) from e
+            raise ShipError(f"cluster unreachable: {describe_error(e)}", retryable=True) from e
         except OSTransportError as e:
             status = e.status_code if isinstance(e.status_code, int) else None
             raise ShipError(
                 f"bulk request refused: HTTP {status}: {_auth_hint(self._options, status)}"
-                f"{_short(e)}",
+                f"{describe_error(e)}",
                 retryable=is_retryable_status(status),
                 status=status,
             ) from e
         except Exception as e:
             raise ShipError(
-                f"bulk request failed: {type(e).__name__}: {_short(e)}", retryable=True
+                f"bulk request failed: {type(e).__name__}: {describe_error(e)}", retryable=True
             ) from e
         return judge(resp, count)
 
@@ -448,6 +455,8 @@ def _auth_hint(options: HandlerOptions, status: int | None) -> str:
     return ""
 
 
-def _short(e: BaseException, limit: int = 300) -> str:
-    text = str(e) or type(e).__name__
+def describe_error(e: BaseException, limit: int = 300) -> str:
+    """What a report says of a client error: a TLS failure's cause (``_tls.py``) or the error's
+    text, redacted, at most ``limit`` characters."""
+    text = redact_text(tls_failure_cause(e) or str(e) or type(e).__name__)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._report import Reporter
-from ._shipper import ShipError, Shipper
+from ._shipper import ShipError, Shipper, describe_error
 
 __all__ = ["TemplateInstaller", "http_status"]
 
@@ -35,7 +35,9 @@ class TemplateInstaller:
         except Exception as e:
             status = http_status(e)
             if status is None or status == 429 or status >= 500:
-                raise ShipError(f"cannot install the index template: {e}", retryable=True) from e
+                raise ShipError(
+                    f"cannot install the index template: {describe_error(e)}", retryable=True
+                ) from e
             self._templates = None
             self._reporter.error(
                 "template",
@@ -44,7 +46,7 @@ class TemplateInstaller:
                 "(handler.install_template() or 'python -m ecs_metrics_handler "
                 "install-template'), then set install_template=False",
                 status,
-                str(e)[:300],
+                describe_error(e)[:300],
             )
             return
         self._templates = None

@@ -1,4 +1,4 @@
-"""Command line: ``python -m ecs_metrics_handler demo | replay | install-template | template``.
+"""Command line: ``python -m ecs_metrics_handler demo | replay | check | install-template | ...``.
 
 ``demo``
     Ships a few realistic metrics (timed calls, gauges, a counter, a failing call) to
@@ -10,6 +10,10 @@
     the handler's own ``create`` lines into ``--index``/``--data-stream`` (or ``--allow-index``
     patterns); the rest is quarantined. Refuses a folder other users may write unless
     ``--allow-insecure-folder``.
+``check``
+    Connects with the handler's options and says whether delivery would work: reachable,
+    product and version, TLS, authentication, write privileges, index template. Exits 1
+    when something would stop delivery.
 ``install-template``
     Installs the component and index templates for an index prefix or data stream.
 ``template``
@@ -30,14 +34,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._check import check_cluster
+from ._config import HandlerOptions
 from ._handler import ElasticECSHandler
 from ._metric import metric
 from ._replay import replay
+from ._shipper import describe_error
 from ._timing import timed
+from ._tls import warn_if_plain_http
 from .exceptions import EcsMetricsHandlerError
 
 __all__ = ["main"]
@@ -47,7 +56,11 @@ _DEMO_NODE = "ecs-metrics-demo"
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--hosts", nargs="+", default=None, help="cluster URLs (default: $ELASTICSEARCH_URL)"
+        "--hosts",
+        nargs="+",
+        default=None,
+        help="cluster URLs (default: $ELASTICSEARCH_URL); https://user:password@host:9200 "
+        "means Basic authentication unless --user or --api-key is given",
     )
     parser.add_argument("--user", help="user name for Basic authentication")
     parser.add_argument(
@@ -67,11 +80,33 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opensearch", action="store_true", help="the cluster is OpenSearch")
 
 
+def _split_userinfo(url: str) -> tuple[str, str | None, str]:
+    """``("https://host:9200", user, password)`` from ``"https://user:password@host:9200"``.
+
+    ``(url, None, "")`` when the URL carries no credentials. User and password are
+    percent-decoded; everything up to the last ``@`` is the userinfo.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or "@" not in rest:
+        return url, None, ""
+    userinfo, _, host = rest.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return f"{scheme}://{host}", urllib.parse.unquote(user), urllib.parse.unquote(password)
+
+
 def _connection_options(args: argparse.Namespace) -> dict[str, Any]:
-    hosts = args.hosts or (
+    given = args.hosts or (
         [os.environ["ELASTICSEARCH_URL"]] if os.environ.get("ELASTICSEARCH_URL") else None
     )
     options: dict[str, Any] = {}
+    hosts: list[str] = []
+    for url in given or ():
+        # A URL's credentials ("https://elastic:pw@host:9200", common in ELASTICSEARCH_URL)
+        # become Basic authentication unless --user or --api-key says otherwise.
+        bare, user, password = _split_userinfo(url)
+        hosts.append(bare)
+        if user and not args.user and not args.api_key:
+            args.user, args.password = user, password
     if hosts:
         options["hosts"] = hosts
     if args.user:
@@ -218,6 +253,27 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if result.complete and not result.untrusted else 1
 
 
+def _check(args: argparse.Namespace) -> int:
+    options = _connection_options(args)
+    if args.data_stream:
+        options["data_stream"] = args.data_stream
+    opts = HandlerOptions.from_kwargs(
+        es_index_name=args.index, install_template=args.install_template, **options
+    )
+    warn_if_plain_http(opts)
+    findings = check_cluster(opts)
+    print(f"check: {', '.join(opts.hosts)}")
+    width = max(len(f.topic) for f in findings)
+    for finding in findings:
+        mark = "!!" if finding.blocking else "  "
+        print(f"{mark} {finding.topic.ljust(width)}  {finding.text}")
+    if any(f.blocking for f in findings):
+        print("check: delivery would FAIL (the lines marked !!)")
+        return 1
+    print("check: OK, nothing stops delivery")
+    return 0
+
+
 def _template_handler(args: argparse.Namespace, **options: Any) -> ElasticECSHandler:
     if args.data_stream:
         options["data_stream"] = args.data_stream
@@ -290,6 +346,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rep.set_defaults(func=_replay)
 
+    chk = sub.add_parser("check", help="say whether the handler could deliver with these options")
+    _connection_args(chk)
+    chk.add_argument(
+        "--index", default="python_metrics", help="index prefix (default: python_metrics)"
+    )
+    chk.add_argument("--data-stream", help="a data stream name instead of an index prefix")
+    chk.add_argument(
+        "--install-template",
+        action="store_true",
+        help="the handler will install the template (check that privilege too)",
+    )
+    chk.set_defaults(func=_check)
+
     for name, func, helptext in (
         ("install-template", _install_template, "install the index templates"),
         ("template", _print_template, "print the index templates as JSON"),
@@ -316,4 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EcsMetricsHandlerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        # A client's error (the cluster refused, TLS failed): its cause, redacted, no traceback.
+        print(f"error: {type(e).__name__}: {describe_error(e)}", file=sys.stderr)
+        return 1
     return code

@@ -26,14 +26,18 @@ class ConfigurationError(EcsMetricsHandlerError, ValueError):
     """An option given to the handler is wrong.
 
     Raised at construction, never later. ``option`` names the option, ``expected`` says what
-    it accepts and ``given`` holds the value that was passed.
+    it accepts and ``given`` holds the value that was passed, redacted: a credential option's
+    strings show as ``'***'`` and the password of a URL as ``user:***@`` (see ``_redact.py``),
+    so neither the message nor the attributes ever carry a secret.
     """
 
     def __init__(self, option: str, expected: str, given: Any) -> None:
+        from ._redact import redact_given
+
         self.option = option
         self.expected = expected
-        self.given = given
-        super().__init__(f"option {option!r}: expected {expected}, got {given!r}")
+        self.given = redact_given(option, given)
+        super().__init__(f"option {option!r}: expected {expected}, got {self.given!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.option, self.expected, self.given))

@@ -9,6 +9,7 @@ import pickle
 from typing import Any
 
 import pytest
+from _certs import make_pki
 
 from ecs_metrics_handler._config import (
     AuthType,
@@ -24,6 +25,7 @@ from ecs_metrics_handler._config import (
     validate_index_name,
     validate_index_prefix,
 )
+from ecs_metrics_handler._redact import redact_given
 from ecs_metrics_handler.exceptions import ConfigurationError
 
 
@@ -34,13 +36,14 @@ def _error(**kwargs: Any) -> ConfigurationError:
 
 
 def assert_names(error: ConfigurationError, option: str, given: object, *words: str) -> None:
-    """The message names the option, what was expected and what was given."""
+    """The message names the option, what was expected and what was given (redacted)."""
     message = str(error)
+    shown = redact_given(option, given)
     assert isinstance(error, ValueError)
     assert error.option == option
-    assert error.given is given or error.given == given
+    assert error.given is shown or error.given == shown
     assert repr(option) in message
-    assert repr(given) in message
+    assert repr(shown) in message
     for word in words:
         assert word in error.expected, (word, error.expected)
         assert word in message
@@ -398,7 +401,7 @@ def test_unknown_option_suggests_the_closest_name() -> None:
 def test_unknown_option_without_close_match_still_names_it() -> None:
     """A name unlike any option is refused without a suggestion."""
     error = _error(colour="blue")
-    assert_names(error, "colour", "blue", "known option")
+    assert_names(error, "colour", "***", "known option")  # the value may be a secret
     assert "did you mean" not in str(error)
 
 
@@ -441,12 +444,15 @@ def test_aws_auth_needs_key_secret_and_region() -> None:
 
 
 def test_paths_accept_pathlike_and_client_key_needs_a_certificate(tmp_path: pathlib.Path) -> None:
-    """Paths are kept as str; a client key alone is refused."""
+    """Paths are kept as str; a client key alone is refused (test_tls.py checks the files)."""
+    pki = make_pki(tmp_path)
+    both = tmp_path / "both.pem"
+    both.write_bytes(pki.cert.read_bytes() + pki.key.read_bytes())
     options = HandlerOptions.from_kwargs(
-        flush_failure_folder=tmp_path, ca_certs=tmp_path / "ca.pem", client_cert="c.pem"
+        flush_failure_folder=tmp_path, ca_certs=pki.ca, client_cert=both
     )
     assert options.flush_failure_folder == str(tmp_path)
-    assert options.ca_certs == str(tmp_path / "ca.pem")
+    assert options.ca_certs == str(pki.ca)
     assert_names(_error(client_key="k.pem"), "client_key", "k.pem", "client_cert")
     assert_names(_error(flush_failure_folder=3), "flush_failure_folder", 3, "path")
 
