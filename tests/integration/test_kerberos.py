@@ -35,7 +35,7 @@ package.addHandler(Collect())
 package.setLevel(logging.INFO)
 connection = {"hosts": [args["url"]], "auth_type": "KERBEROS_AUTH", "ca_certs": args["ca"]}
 if args["replay"]:
-    result = replay(args["folder"], **connection)
+    result = replay(args["folder"], es_index_name=args["prefix"], **connection)
     print(json.dumps({"indexed": result.indexed, "left": result.left, "reports": reports}))
     sys.exit(0)
 handler = ElasticECSHandler(
@@ -137,7 +137,7 @@ def test_without_a_ticket_the_failure_says_kerberos_and_metrics_wait_in_the_fold
     assert not _index_exists(node, prefix)
 
     node.kdc.kinit(ccache)
-    replayed = _run(node, ccache, folder=str(folder), replay=True)
+    replayed = _run(node, ccache, prefix=prefix, folder=str(folder), replay=True)
     assert (replayed["indexed"], replayed["left"]) == (20, 0), replayed
     assert _count(node, prefix) == 20
 
