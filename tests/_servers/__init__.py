@@ -152,6 +152,7 @@ SHARED_SERVERS: dict[str, tuple[str, Spec]] = {
     "tiny_queue_es": ("es-tq", Spec("elasticsearch", tiny_queue=True)),
     "three_node_es": ("es-3n", Spec("elasticsearch", nodes=3)),
     "secured_es": ("es-sec", Spec("elasticsearch", secured=True)),
+    "secured_os": ("os-sec", Spec("opensearch", secured=True)),
 }
 
 

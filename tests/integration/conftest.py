@@ -15,6 +15,9 @@ Session-scoped servers (started once, on demand, stopped at the end of the sessi
 ``tiny_queue_es``, ``three_node_es``, ``secured_es``
     NodeHandles (see ``node_factory``) of a node with a write pool of one thread and a queue
     of one, of a 3-node cluster, and of a node with security, TLS and a user.
+``secured_os``
+    A NodeHandle of OpenSearch with its security plugin (TLS, Basic auth, an admin and a
+    least-privilege writer; ``node_factory.start(kind="opensearch", secured=True)`` too).
 
 ``node_factory.start(kind="elasticsearch", nodes=1, tiny_queue=False, secured=False,
 major=None)`` starts a new cluster for tests that break nodes and returns its NodeHandle
@@ -80,6 +83,15 @@ def three_node_es(request: pytest.FixtureRequest) -> Any:
 def secured_es(request: pytest.FixtureRequest) -> Any:
     """Elasticsearch with security, TLS on HTTP (``.ca_file``), ``.username``/``.password``."""
     return _shared(request, "secured_es")
+
+
+@pytest.fixture(scope="session")
+def secured_os(request: pytest.FixtureRequest) -> Any:
+    """OpenSearch 2.19.4 with its security plugin: TLS on HTTP and transport with the suite's
+    CA (``.ca_file``), Basic auth, admin ``.username``/``.password`` (``all_access``), and the
+    least-privilege writer ``nodes.OS_WRITER_USERNAME``/``OS_WRITER_PASSWORD`` (may only write
+    to ``OS_WRITER_INDEX_PATTERN``; see scripts/nodes.py)."""
+    return _shared(request, "secured_os")
 
 
 @pytest.fixture(scope="session")
