@@ -16,6 +16,7 @@ Usage (``python scripts/nodes.py --help`` for all options)::
     python scripts/nodes.py start --tiny-queue     # write pool of 1 thread, queue of 1 (real 429s)
     python scripts/nodes.py start --secured        # TLS on HTTP, a user with a password, API keys
     python scripts/nodes.py start --kerberos       # secured + a Kerberos realm and its own KDC
+    python scripts/nodes.py start --kind opensearch --secured   # security plugin, TLS, users
     python scripts/nodes.py status
     python scripts/nodes.py restart es9 --node 0   # same data folder, same ports
     python scripts/nodes.py stop es9 [--purge]     # or: stop --all
@@ -749,20 +750,21 @@ class Cluster:
         """Fetch/unpack if needed, check Java, write the configuration. Does not start.
 
         ``kerberos`` (implies ``secured``): a Kerberos realm backed by a KDC of its own, see
-        :meth:`_configure_kerberos`.
+        :meth:`_configure_kerberos`. ``secured`` OpenSearch: the pinned ``opensearch_secured``
+        version with its security plugin.
         """
-        pin = get_pin(kind, major)
         if kerberos and kind != "elasticsearch":
             raise NodesError("--kerberos is supported for Elasticsearch only")
         secured = secured or kerberos
-        if secured and kind != "elasticsearch":
-            raise NodesError("--secured is supported for Elasticsearch only "
-                             "(the OpenSearch test distribution has no security plugin)")
+        os_security = secured and kind == "opensearch"
+        pin, os_plugin = secured_os_pins() if os_security else (get_pin(kind, major), None)
         if nodes < 1:
             raise NodesError("a cluster needs at least one node")
         java_home, _ = find_java(kind, pin.java_min)  # first: cheapest check, clearest message
         who = run_as()
         home = unpack(pin, who)
+        if os_plugin is not None:
+            install_os_security_plugin(os_plugin, home, java_home, who)
         shim_problem = install_analysis_shim(pin, home, java_home, who)
         if shim_problem:
             log(f"API keys will be unavailable: {shim_problem}")
@@ -861,8 +863,10 @@ class Cluster:
             (node.config_dir / config_name).write_text(
                 "# written by scripts/nodes.py; see the cluster's state.json\n" + yml
             )
+        if self.secured and self.kind == "opensearch":
+            configure_os_security(self)
         chown_tree(self.dir, who)
-        if self.secured:
+        if self.secured and self.kind == "elasticsearch":
             self._add_user(who)
 
     def _settings(self, node: Node) -> dict[str, Any]:
@@ -887,6 +891,8 @@ class Cluster:
             settings["thread_pool.write.size"] = 1
             settings["thread_pool.write.queue_size"] = 1
             settings["http.max_content_length"] = "1mb"
+        if self.kind == "opensearch" and self.secured:
+            settings.update(os_security_settings())
         if self.kind == "elasticsearch":
             settings["xpack.security.enabled"] = self.secured
             if self.secured:
@@ -1362,6 +1368,154 @@ def reap_orphans(keep_logs_seconds: float = 86400.0) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# OpenSearch with its security plugin (Cluster(kind="opensearch", secured=True))
+#
+# The plugin must match the node's version exactly; servers.json "opensearch_secured" pins both.
+# The node gets the suite's own certificates (make_certs), TLS on HTTP and transport, and the
+# suite's own users (bcrypt hashes from the plugin's tools/hash.sh); the security index is
+# initialised from config/opensearch-security/*.yml at first start
+# (plugins.security.allow_default_init_securityindex), so no securityadmin.sh run is needed.
+
+OS_SECURITY_PLUGIN = "opensearch-security"
+#: The least-privilege user of a secured OpenSearch node: may only write metrics to
+#: ``OS_WRITER_INDEX_PATTERN`` (role ``OS_WRITER_ROLE``).
+OS_WRITER_USERNAME = "ecsmh_writer"
+OS_WRITER_PASSWORD = "ecsmh-writer-password"
+OS_WRITER_ROLE = "ecsmh_metrics_writer"
+OS_WRITER_INDEX_PATTERN = "writer-*"
+#: The minimum found by trying on OpenSearch 2.19.4 (removing any one of them makes the bulk
+#: request or its items 403; tests/integration/test_secured_opensearch.py ships with exactly
+#: these): ``indices:data/write/bulk`` is checked at cluster level, ``bulk[s]`` per shard,
+#: ``index`` per document (``create`` ops too), ``admin/create`` auto-creates the day's index
+#: and ``admin/mapping/put`` covers dynamic fields (labels) not in the template.
+OS_WRITER_CLUSTER_PERMISSIONS = ["indices:data/write/bulk"]
+OS_WRITER_INDEX_PERMISSIONS = [
+    "indices:data/write/bulk*",
+    "indices:data/write/index",
+    "indices:admin/create",
+    "indices:admin/mapping/put",
+]
+
+
+def secured_os_pins(path: Path = PINS_FILE) -> tuple[Pin, Pin]:
+    """(node pin, security-plugin pin) of the secured OpenSearch node, from servers.json."""
+    raw = json.loads(path.read_text(encoding="utf-8")).get("opensearch_secured", {})
+    majors = sorted(int(k) for k in raw if k.isdigit())
+    if not majors:
+        raise NodesError(f"no secured OpenSearch pinned in {path} (key opensearch_secured)")
+    entry = raw[str(majors[-1])]
+    version = entry["version"]
+    node = Pin("opensearch", majors[-1], version, entry["coordinates"].format(version=version),
+               int(entry["java_min"]))
+    plugin_coords = entry["security_plugin"].format(version=version)
+    plugin = Pin("opensearch", majors[-1], plugin_coords.split(":")[2], plugin_coords,
+                 int(entry["java_min"]))
+    return node, plugin
+
+
+def install_os_security_plugin(plugin_pin: Pin, home: Path, java_home: Path, who: RunAs) -> None:
+    """Install the security plugin into the OpenSearch distribution at ``home`` (once)."""
+    target = home / "plugins" / OS_SECURITY_PLUGIN
+    if (target / "plugin-descriptor.properties").is_file():
+        return
+    with root_lock():
+        if (target / "plugin-descriptor.properties").is_file():
+            return
+        zip_path = fetch(plugin_pin)
+        log(f"installing {zip_path.name} into {home}")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+               "OPENSEARCH_JAVA_HOME": str(java_home), "HOME": str(home)}
+        proc = subprocess.run(
+            [str(home / "bin" / "opensearch-plugin"), "install", "--batch", zip_path.as_uri()],
+            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            shutil.rmtree(target, ignore_errors=True)
+            raise NodesError(
+                f"opensearch-plugin install {zip_path.name} failed (exit {proc.returncode})",
+                (proc.stdout + proc.stderr).strip()[-3000:],
+            )
+        chown_tree(home, who)
+
+
+def os_security_settings() -> dict[str, Any]:
+    """opensearch.yml settings of a secured node (PEM files under config/certs)."""
+    settings: dict[str, Any] = {}
+    for layer in ("transport", "http"):
+        prefix = f"plugins.security.ssl.{layer}"
+        settings[f"{prefix}.pemcert_filepath"] = "certs/node.crt"
+        settings[f"{prefix}.pemkey_filepath"] = "certs/node.key"
+        settings[f"{prefix}.pemtrustedcas_filepath"] = "certs/ca.crt"
+    settings["plugins.security.ssl.http.enabled"] = True
+    settings["plugins.security.ssl.transport.enforce_hostname_verification"] = False
+    settings["plugins.security.nodes_dn"] = ["CN=localhost"]
+    settings["plugins.security.authcz.admin_dn"] = ["CN=ecsmh-admin-not-issued"]
+    settings["plugins.security.allow_default_init_securityindex"] = True
+    settings["plugins.security.restapi.roles_enabled"] = ["all_access"]
+    settings["plugins.security.audit.type"] = "noop"
+    settings["plugins.security.system_indices.enabled"] = True
+    return settings
+
+
+def os_password_hash(home: Path, java_home: Path, password: str) -> str:
+    """The bcrypt hash of ``password``, by the plugin's own ``tools/hash.sh``."""
+    tool = home / "plugins" / OS_SECURITY_PLUGIN / "tools" / "hash.sh"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "OPENSEARCH_JAVA_HOME": str(java_home)}
+    proc = subprocess.run(["bash", str(tool), "-p", password], env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, check=False, timeout=120)
+    hashes = [w for w in proc.stdout.split() if w.startswith("$2")]
+    if proc.returncode != 0 or not hashes:
+        raise NodesError(f"{tool} failed (exit {proc.returncode})",
+                         (proc.stdout + proc.stderr).strip()[-2000:])
+    return hashes[-1]
+
+
+def write_os_security_config(config_dir: Path, hashes: dict[str, str], admin: str) -> None:
+    """The suite's users, roles and role mappings in ``config_dir/opensearch-security``.
+
+    ``hashes``: user -> bcrypt hash; ``admin`` gets ``all_access``, ``OS_WRITER_USERNAME``
+    the least-privilege writer role. The demo users and roles are not kept.
+    """
+    folder = config_dir / "opensearch-security"
+    folder.mkdir(exist_ok=True)
+
+    def meta(kind: str) -> str:
+        return f'_meta:\n  type: "{kind}"\n  config_version: 2\n'
+
+    users = meta("internalusers") + "".join(
+        f"{json.dumps(user)}:\n  hash: {json.dumps(pw_hash)}\n  reserved: false\n"
+        for user, pw_hash in hashes.items()
+    )
+    roles = meta("roles") + (
+        f"{OS_WRITER_ROLE}:\n"
+        f"  cluster_permissions: {json.dumps(OS_WRITER_CLUSTER_PERMISSIONS)}\n"
+        f"  index_permissions:\n"
+        f"    - index_patterns: {json.dumps([OS_WRITER_INDEX_PATTERN])}\n"
+        f"      allowed_actions: {json.dumps(OS_WRITER_INDEX_PERMISSIONS)}\n"
+    )
+    mapping = meta("rolesmapping") + (
+        f"all_access:\n  reserved: false\n  users: {json.dumps([admin])}\n"
+        f"{OS_WRITER_ROLE}:\n  users: {json.dumps([OS_WRITER_USERNAME])}\n"
+    )
+    (folder / "internal_users.yml").write_text(users)
+    (folder / "roles.yml").write_text(roles)
+    (folder / "roles_mapping.yml").write_text(mapping)
+
+
+def configure_os_security(cluster: Cluster) -> None:
+    """Users and roles of every node of a secured OpenSearch ``cluster`` (before chown)."""
+    home, java_home = Path(cluster.home), Path(cluster.java_home)
+    hashes = {
+        str(cluster.username): os_password_hash(home, java_home, str(cluster.password)),
+        OS_WRITER_USERNAME: os_password_hash(home, java_home, OS_WRITER_PASSWORD),
+    }
+    for node in cluster.nodes:
+        write_os_security_config(node.config_dir, hashes, str(cluster.username))
+
+
+# --------------------------------------------------------------------------------------------
 # command line
 
 
@@ -1374,6 +1528,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     for pin in pins:
         home = unpack(pin, who)
         print(f"{pin.label}: {artifact_path(pin)} -> {home}")
+    if args.all:  # the secured OpenSearch node: its own pin, and the security plugin
+        node_pin, plugin_pin = secured_os_pins()
+        home = unpack(node_pin, who)
+        java_home, _ = find_java(node_pin.kind, node_pin.java_min)
+        install_os_security_plugin(plugin_pin, home, java_home, who)
+        print(f"{node_pin.label} + {plugin_pin.artifact_id} {plugin_pin.version}: {home}")
     return 0
 
 
@@ -1518,7 +1678,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="thread_pool.write.size=1 and queue_size=1 (429s under load), "
                         "http.max_content_length=1mb (413 for larger requests)")
     p.add_argument("--secured", action="store_true",
-                   help="security on, TLS on HTTP, a user with a password, API keys")
+                   help="security on, TLS on HTTP, a user with a password, API keys "
+                        "(Elasticsearch); OpenSearch: the pinned opensearch_secured version "
+                        "with its security plugin, TLS, Basic auth, an admin and a writer")
     p.add_argument("--kerberos", action="store_true",
                    help="--secured plus a Kerberos realm and its own KDC (scripts/kdc.py)")
     p.add_argument("--name", help="cluster name (default from kind/major/options, e.g. es9)")

@@ -43,7 +43,7 @@ servers = _load_servers_module()
 POOL_KEY = pytest.StashKey[Any]()
 
 SHARED_SERVERS = servers.SHARED_SERVERS
-OPENSEARCH_FIXTURES = {"os_server", "os_client"}
+OPENSEARCH_FIXTURES = {"os_server", "os_client", "secured_os"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -156,6 +156,7 @@ SHARED_SERVERS: dict[str, tuple[str, Spec]] = {
     "three_node_es": ("es-3n", Spec("elasticsearch", nodes=3)),
     "secured_es": ("es-sec", Spec("elasticsearch", secured=True)),
     "kerberos_es": ("es-krb", Spec("elasticsearch", kerberos=True)),
+    "secured_os": ("os-sec", Spec("opensearch", secured=True)),
 }
 
 
@@ -331,3 +332,16 @@ class ServerPool:
                 cluster.destroy(keep_logs=True)
             except Exception as err:  # keep going: every node must go
                 print(f"[servers] stopping {cluster.name} failed: {err}", file=sys.stderr)
+
+
+def load_helper(name: str) -> Any:
+    """Import ``tests/_servers/<name>.py`` (as ``ecsmh_test_servers_<name>``), once."""
+    module_name = f"ecsmh_test_servers_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module

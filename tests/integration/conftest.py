@@ -25,6 +25,10 @@ Session-scoped servers (started once, on demand, stopped at the end of the sessi
     The body of README's ``PUT _security/role/ecs_metrics_writer`` (least-privilege writer,
     index pattern ``python_metrics-*``), parsed from README.rst so that the two cannot drift.
 
+``secured_os``
+    A NodeHandle of OpenSearch with its security plugin (TLS, Basic auth, an admin and a
+    least-privilege writer; ``node_factory.start(kind="opensearch", secured=True)`` too).
+
 ``node_factory.start(kind="elasticsearch", nodes=1, tiny_queue=False, secured=False,
 major=None)`` starts a new cluster for tests that break nodes and returns its NodeHandle
 (``scripts/nodes.py`` ``Cluster``): ``url``, ``urls``, ``version``, ``major``, ``pids``,
@@ -100,6 +104,15 @@ def kerberos_es(request: pytest.FixtureRequest) -> Any:
     No role mapping is made here: a test maps ``kdc.client_principal`` to the roles it wants
     (``kerberos_es.map_principal(principal, roles)``)."""
     return _shared(request, "kerberos_es")
+
+
+@pytest.fixture(scope="session")
+def secured_os(request: pytest.FixtureRequest) -> Any:
+    """OpenSearch 2.19.4 with its security plugin: TLS on HTTP and transport with the suite's
+    CA (``.ca_file``), Basic auth, admin ``.username``/``.password`` (``all_access``), and the
+    least-privilege writer ``nodes.OS_WRITER_USERNAME``/``OS_WRITER_PASSWORD`` (may only write
+    to ``OS_WRITER_INDEX_PATTERN``; see scripts/nodes.py)."""
+    return _shared(request, "secured_os")
 
 
 @pytest.fixture(scope="session")
