@@ -176,7 +176,6 @@ def verify(
     if content_sha is not None and content_sha != hashlib.sha256(body).hexdigest():
         return refuse(
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            status=400,
             service=service,
         )
     token = lower.get("x-amz-security-token")
