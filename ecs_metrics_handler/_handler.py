@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 from ._capture import Entry, capture
 from ._config import AuthType, HandlerKwargs, HandlerOptions, IndexNameFrequency
 from ._document import DocumentBuilder
+from ._folder_trust import check_folder_trust
 from ._index import IndexNamer
 from ._interpreter import SequenceCounter, logging_lock_held
 from ._report import Reporter
 from ._segment_file import ReplayPolicy
 from ._shipper import Shipper, check_optional_dependencies, make_shipper
-from ._spool import Spool, check_folder_trust
+from ._spool import Spool
 from ._stats import DeliveryStats
 from ._templates import load_templates
 from ._timing import METRICS_LOGGER_NAME

@@ -15,10 +15,11 @@ from typing import Any
 
 from ._backoff import backoff_delay
 from ._config import HandlerOptions
+from ._folder_trust import check_folder_trust
 from ._resend import send_items
 from ._segment_file import ReplayPolicy
 from ._shipper import Shipper, make_shipper
-from ._spool import Claim, Spool, SpoolFormatError, check_folder_trust, read_items
+from ._spool import Claim, Spool, SpoolFormatError, read_items
 from ._tls import warn_if_plain_http
 from .exceptions import ConfigurationError
 

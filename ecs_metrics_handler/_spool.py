@@ -32,7 +32,7 @@ being opened for reading in a way that could block, and reported once.
 The folder is a trust boundary. Whoever can write it can plant segments, so:
 
 * A folder that another user owns, or that its group or everyone may write, is refused
-  (:func:`check_folder_trust` at construction, :class:`UntrustedFolderError` on each later
+  (``_folder_trust.check_folder_trust`` at construction, ``UntrustedFolderError`` on each later
   write or replay), as ssh refuses such a ``~/.ssh``, unless ``allow_insecure``
   (``flush_failure_folder_allow_insecure``) says otherwise. Folders the spool creates,
   missing parents included, are created ``0o700``, whatever the umask; files ``0o600``.
@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from ._dead_letter import DeadLetter
+from ._folder_trust import UntrustedFolderError, folder_distrust, make_private_dirs
 from ._segment_file import (
     ReplayPolicy,
     SpoolFormatError,
@@ -78,16 +79,12 @@ from ._segment_file import (
     refusal_text,
     vet_items,
 )
-from .exceptions import ConfigurationError
 
 __all__ = [
     "Claim",
     "Spool",
     "SpoolFormatError",
     "UnreadableSegmentError",
-    "UntrustedFolderError",
-    "check_folder_trust",
-    "folder_distrust",
     "read_items",
 ]
 
@@ -97,10 +94,6 @@ SUFFIX = ".ndjson"
 _CLAIM = ".claimed-"
 _TMP_PREFIX = ".tmp-"
 QUARANTINE_PREFIX = "quarantined-"
-
-
-class UntrustedFolderError(PermissionError):
-    """The failure folder (or a folder the spool created) may be written by another user."""
 
 
 @dataclass(slots=True)
@@ -336,7 +329,7 @@ class Spool:
         folder created for it, may be written by another user (see :func:`folder_distrust`)
         and :attr:`allow_insecure` is false.
         """
-        created = _make_private_dirs(self.folder)
+        created = make_private_dirs(self.folder)
         if not self.allow_insecure:
             for folder in (*created, self.folder):
                 why = folder_distrust(folder)
@@ -456,74 +449,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def folder_distrust(folder: str | os.PathLike[str]) -> str | None:
-    """Why ``folder`` cannot be trusted to hold segments, or ``None`` (also when it is absent).
-
-    Not trusted: something that is not a directory, a directory owned by another user than
-    this process's effective uid, or one its group or everyone may write (the sticky bit does
-    not help: others could still plant segments). A symlink to a trusted directory is
-    trusted. One ``stat``; pure otherwise. Always ``None`` where there are no uids (Windows).
-    """
-    geteuid = getattr(os, "geteuid", None)
-    if geteuid is None:  # pragma: no cover - Windows
-        return None
-    try:
-        st = os.stat(folder)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return f"cannot be examined ({e.strerror or e})"
-    mode = stat.S_IMODE(st.st_mode)
-    if not stat.S_ISDIR(st.st_mode):
-        return "is not a directory"
-    euid = geteuid()
-    if st.st_uid != euid:
-        return f"is owned by uid {st.st_uid}, not by this process's effective uid {euid}"
-    if mode & stat.S_IWOTH:
-        return f"is world-writable (mode {mode:#o})"
-    if mode & stat.S_IWGRP:
-        return f"is group-writable (mode {mode:#o})"
-    return None
-
-
-def check_folder_trust(folder: str | os.PathLike[str] | None, allow_insecure: bool) -> None:
-    """Raise :class:`ConfigurationError` naming ``flush_failure_folder`` when the folder is not
-    trusted (see :func:`folder_distrust`) and ``allow_insecure`` is false. For construction
-    time: one ``stat``; an absent folder is fine (it is created ``0o700`` when first needed).
-    """
-    if folder is None or allow_insecure:
-        return
-    why = folder_distrust(folder)
-    if why is not None:
-        raise ConfigurationError(
-            "flush_failure_folder",
-            f"a folder only this process's user can write, as ssh requires of ~/.ssh; it {why}. "
-            "Fix its owner and mode, or pass flush_failure_folder_allow_insecure=True "
-            "(replay on the command line: --allow-insecure-folder) to use it anyway",
-            os.fspath(folder),
-        )
-
-
-def _make_private_dirs(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents, each ``0o700`` whatever the umask.
-
-    Returns the folders this call had to create (or found created meanwhile by someone else:
-    the caller checks them too), top first.
-    """
-    missing: list[Path] = []
-    current = folder
-    while not os.path.lexists(current):
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    missing.reverse()
-    for path in missing:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-    return missing
 
 
 def _fsync_dir(folder: Path) -> None:
