@@ -182,6 +182,16 @@ def _coerce_data_stream(option: str, value: object, es_index_name: str) -> str |
     return name
 
 
+def _coerce_aggregation_interval(option: str, value: object) -> float | None:
+    if value is None:
+        return None
+    interval = coerce_float(option, value, minimum=0, exclusive=True)
+    from ._aggregate import require_ddsketch  # only a handler that aggregates needs ddsketch
+
+    require_ddsketch(option)
+    return interval
+
+
 def _coerce_metric_key(option: str, value: object) -> str:
     key = coerce_str(option, value)
     if key in _RESERVED_RECORD_KEYS:
@@ -283,6 +293,10 @@ class HandlerOptions:
     flush_timeout: float = option(5.0, number(above=0))
     #: Install the index (or data stream) template when the worker starts.
     install_template: bool = option(False, coerce_bool)
+    #: Seconds of one aggregation interval (> 0); None ships one document per metric.
+    aggregation_interval: float | None = option(None, _coerce_aggregation_interval)
+    #: Series per aggregation interval before new ones fold into overflow series (> 0).
+    max_series: int = option(10_000, integer(above=0))
 
     @property
     def resolved_service_name(self) -> str:
@@ -373,6 +387,8 @@ class HandlerKwargs(TypedDict, total=False):
     max_pending_bytes: int | str
     flush_timeout: float | str
     install_template: bool | str
+    aggregation_interval: float | str | None
+    max_series: int | str
 
 
 def _declarations_in_coercion_order() -> dict[str, Declaration]:

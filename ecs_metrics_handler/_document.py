@@ -262,6 +262,24 @@ class DocumentBuilder:
             return None
         return EncoderParts(tail[:-1], self._dataset, self._pid, self._process_name)
 
+    def decorate(self, doc: dict[str, Any]) -> None:
+        """Add the fields every document shares to ``doc`` (an aggregate document), in place.
+
+        The static parts (``ecs``, ``service``, ``host``, ``agent``, ``data_stream`` and the
+        static ``es_additional_fields``), then the per-document additional fields, then the
+        environment fields set now, in the same order as :meth:`build`. Freshly copied.
+        """
+        for key, value, copy in self._static:
+            doc[key] = copy(value)
+        if self._overrides:
+            _merge_into(doc, self._overrides)
+        if self._env_fields:
+            environ = os.environ if self._environ is None else self._environ
+            for path, variable in self._env_fields:
+                found = environ.get(variable)
+                if found is not None:
+                    _set_path(doc, path, found)
+
     @property
     def needs_live_record(self) -> bool:
         """Whether :meth:`build` may read attributes beyond the standard ones (it is overridden).

@@ -211,6 +211,8 @@ class ElasticECSHandler(BufferingHandler):
             backoff_initial=o.retry_backoff_initial,
             backoff_max=o.retry_backoff_max,
             templates=self.templates() if o.install_template else None,
+            aggregation_interval=o.aggregation_interval,
+            max_series=o.max_series,
         )
 
     def make_document_builder(self) -> DocumentBuilder:

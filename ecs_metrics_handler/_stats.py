@@ -17,6 +17,14 @@ sequence number and is counted in ``emitted``. It then ends in exactly one of
 
 or it is still ``pending``. So ``emitted == shipped + spooled + dead_lettered + invalid +
 dropped + pending`` at any time.
+
+With ``aggregation_interval`` a valid metric's outcome is ``aggregated``: folded into a series
+(``aggregated_overflow`` counts the part of it folded into an overflow series beyond
+``max_series``). The documents built from the series are counted in ``aggregates`` and then,
+like any document, end in ``shipped``, ``spooled``, ``dead_lettered`` or ``dropped``; so then
+``emitted + aggregates == shipped + spooled + dead_lettered + invalid + dropped + aggregated +
+pending``: a folded record counts in ``aggregated`` at once, and ``pending`` counts the
+queued records and the aggregate documents not settled yet.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ _FIELDS = (
     "dead_lettered",
     "invalid",
     "dropped",
+    "aggregated",
+    "aggregated_overflow",
+    "aggregates",
 )
 
 
@@ -59,6 +70,9 @@ class DeliveryStats:
         self.dead_lettered = 0
         self.invalid = 0
         self.dropped = 0
+        self.aggregated = 0
+        self.aggregated_overflow = 0
+        self.aggregates = 0
         self.dropped_reasons: Counter[str] = Counter()
 
     def add(self, field: str, n: int = 1) -> None:
