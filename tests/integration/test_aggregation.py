@@ -1,0 +1,175 @@
+"""Aggregation against the real node: documents per interval, exact totals, quantiles, caps.
+
+Counts and sums are compared with exact ones computed here; values are whole numbers so that
+float sums are exact in any order.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from ecs_metrics_handler import ElasticECSHandler, metric
+from ecs_metrics_handler._aggregate import OVERFLOW_LABELS, RELATIVE_ACCURACY, merged_quantile
+
+pytestmark = pytest.mark.slow
+
+
+def _documents(client: Any, prefix: str) -> list[dict[str, Any]]:
+    client.indices.refresh(index=f"{prefix}-*")
+    found = client.search(index=f"{prefix}-*", size=10_000, query={"match_all": {}})
+    return [hit["_source"] for hit in found["hits"]["hits"]]
+
+
+def _logger(name: str, handler: ElasticECSHandler) -> logging.Logger:
+    log = logging.getLogger(name)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+    return log
+
+
+def _exact_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(q * (len(ordered) - 1))]
+
+
+def test_timers_over_ten_label_sets_arrive_as_ten_documents_per_interval(
+    es_server: Any, es_client: Any, unique_name: str
+) -> None:
+    """200,000 timers over 10 label sets in about 5 s with a 1 s interval: at most 10 documents
+    per interval (each a single part but the last), exact count and sum, quantiles within 1 %."""
+    handler = ElasticECSHandler(
+        hosts=[es_server.url],
+        es_index_name=unique_name,
+        install_template=True,
+        aggregation_interval=1.0,
+        # on a loaded machine the worker may fall behind for a moment: queue, never drop
+        max_queue_records=250_000,
+    )
+    log = _logger(f"agg.{unique_name}", handler)
+    rng = random.Random(7)
+    values: dict[str, list[float]] = defaultdict(list)
+    total, chunks, per_chunk = 200_000, 50, 4_000
+    started = time.monotonic()
+    try:
+        for chunk in range(chunks):
+            for _ in range(per_chunk):
+                route = f"/r{rng.randrange(10)}"
+                value = float(int(rng.lognormvariate(3, 1)) + 1)
+                values[route].append(value)
+                log.info("t", extra=metric("http.request", value, unit="ms", type="timer",
+                                           labels={"route": route}))  # fmt: skip
+            # spread the load over about 5 s (faster than that is fine on a loaded machine)
+            pause = started + (chunk + 1) * 0.1 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        assert handler.flush(60)
+        stats = handler.stats()
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert stats["aggregated"] == total and stats["invalid"] == stats["dropped"] == 0
+    docs = _documents(es_client, unique_name)
+    assert len(docs) == stats["aggregates"] == stats["shipped"]
+    by_interval: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for doc in docs:
+        assert doc["metrics"]["aggregated"] is True
+        by_interval[doc["event"]["start"]].append(doc)
+    last = max(by_interval)
+    for start, group in by_interval.items():
+        if start != last:
+            assert len(group) <= 10, start
+            assert all("part" not in d["metrics"] for d in group), start
+    assert len(by_interval) >= 3  # the run spans several intervals
+    assert sum(d["metrics"]["count"] for d in docs) == total
+    assert sum(d["metrics"]["sum"] for d in docs) == sum(sum(v) for v in values.values())
+    for route, mine in values.items():
+        series = [d["metrics"] for d in docs if d["labels"]["route"] == route]
+        assert sum(m["count"] for m in series) == len(mine)
+        assert min(m["min"] for m in series) == min(mine)
+        assert max(m["max"] for m in series) == max(mine)
+        for q in (0.5, 0.9, 0.99):
+            exact = _exact_quantile(mine, q)
+            merged = merged_quantile([m["sketch"] for m in series], q)
+            assert abs(merged - exact) <= RELATIVE_ACCURACY * exact, (route, q)
+
+
+def test_twenty_thousand_label_sets_against_max_series_stay_bounded_and_exact(
+    es_server: Any, es_client: Any, unique_name: str
+) -> None:
+    """20,000 label sets, max_series=1000: at most 1,001 series held, overflow counted, exact."""
+    handler = ElasticECSHandler(
+        hosts=[es_server.url],
+        es_index_name=unique_name,
+        aggregation_interval=3600,
+        max_series=1000,
+    )
+    log = _logger(f"agg.{unique_name}", handler)
+    held = []
+    try:
+        for i in range(20_000):
+            log.info("c", extra=metric("jobs.done", i % 7, type="counter", labels={"job": i}))
+            if i % 2000 == 1999:
+                held.append(handler._worker._aggregator.series_count())  # type: ignore[union-attr]
+        assert handler.flush(60)
+        held.append(handler._worker._aggregator.series_count())  # type: ignore[union-attr]
+        stats = handler.stats()
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    # one hour interval: at most two open at once if the run crosses an hour boundary
+    assert max(held) <= 2 * 1001
+    docs = _documents(es_client, unique_name)
+    assert sum(d["metrics"]["count"] for d in docs) == 20_000
+    assert sum(d["metrics"]["sum"] for d in docs) == sum(i % 7 for i in range(20_000))
+    overflow = [d for d in docs if d.get("labels") == dict(OVERFLOW_LABELS)]
+    assert overflow and len(docs) <= 2 * 1001
+    assert stats["aggregated_overflow"] == sum(d["metrics"]["count"] for d in overflow)
+    assert stats["aggregated_overflow"] >= 20_000 - 2 * 1000
+
+
+def _aggregating_child(n: int) -> None:
+    log = logging.getLogger("agg.forked")
+    for _ in range(n):
+        log.info("c", extra=metric("forked.hits", 1, type="counter", labels={"same": "series"}))
+    # multiprocessing's child exits through os._exit(): the handler's finalizer closes it,
+    # which ships the child's open interval
+
+
+def test_forked_processes_aggregating_the_same_series_never_overwrite_each_other(
+    es_server: Any, es_client: Any, unique_name: str
+) -> None:
+    """A parent and 4 forked children count into the same series: every process's document
+    arrives (distinct ids and process.pid), the total is exact."""
+    handler = ElasticECSHandler(
+        hosts=[es_server.url], es_index_name=unique_name, aggregation_interval=3600
+    )
+    log = _logger("agg.forked", handler)
+    try:
+        for _ in range(500):
+            log.info("c", extra=metric("forked.hits", 1, type="counter", labels={"same": "series"}))
+        # the parent's open interval holds 500 when the children are forked
+        ctx = multiprocessing.get_context("fork")
+        children = [ctx.Process(target=_aggregating_child, args=(1000,)) for _ in range(4)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(60)
+            assert child.exitcode == 0
+        assert handler.flush(60)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    docs = _documents(es_client, unique_name)
+    assert sum(d["metrics"]["sum"] for d in docs) == 500 + 4 * 1000
+    pids = {d["process"]["pid"] for d in docs}
+    assert len(pids) == 5 and os.getpid() in pids
+    assert len({d["agent"]["ephemeral_id"] for d in docs}) == 5
