@@ -15,7 +15,7 @@ index template in ``mappings/``. A metric document::
      "log": {"level": "info", "logger": "app.db",
              "origin": {"file": {"name": "db.py", "line": 12}, "function": "query"}},
      "process": {"pid": 123, "name": "python3", "thread": {"id": 1, "name": "MainThread"}},
-     "ecs": {"version": "8.17.0"}, "service": {"name": "app"},
+     "ecs": {"version": "9.4.0"}, "service": {"name": "app"},
      "host": {"hostname": "web-1", "name": "web-1"},
      "agent": {"name": "ecs-metrics-handler", "type": "ecs-metrics-handler",
                "version": "0.1.0", "ephemeral_id": "..."}}
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: The ECS release the documents follow.
-ECS_VERSION: Final = "8.17.0"
+ECS_VERSION: Final = "9.4.0"
 #: ``agent.name`` and ``agent.type``.
 AGENT_NAME: Final = "ecs-metrics-handler"
 _DISTRIBUTION: Final = "ecs-metrics-handler"
