@@ -54,6 +54,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+import orjson
+
 from ._batching import describe
 from ._capture import Entry
 from ._dead_letter import DeadLetter
@@ -178,6 +180,8 @@ class Aggregator:
     ``interval`` is in seconds; ``index_of(timestamp)`` names the index of a document;
     ``decorate(doc)`` adds the handler's static fields (``DocumentBuilder.decorate``);
     ``id_prefix`` identifies this handler in this process; ``pid`` goes to ``process.pid``.
+    ``server_ids`` (time-series indices): send no ``_id``, the cluster derives it from the
+    dimensions and ``@timestamp``.
     """
 
     def __init__(
@@ -190,8 +194,10 @@ class Aggregator:
         id_prefix: str,
         dataset: str,
         pid: int,
+        server_ids: bool = False,
     ) -> None:
         require_ddsketch()
+        self._server_ids = server_ids
         self.interval = interval
         self.max_series = max_series
         self._index_of = index_of
@@ -295,8 +301,12 @@ class Aggregator:
         start_text = format_timestamp(start)
         end_text = format_timestamp(end)
         millis = round(start * 1000)
+        anonymous = b'{"create":{"_index":' + orjson.dumps(index) + b"}}\n"
         for key, series in interval.series.items():
             doc = self.document(key, series, start_text, end_text, interval.part)
+            if self._server_ids:
+                yield anonymous + dumps(doc) + b"\n"
+                continue
             digest = hashlib.blake2b(repr(key).encode(), digest_size=9).hexdigest()
             doc_id = f"{self._id_prefix}~{millis:x}.{interval.part}.{digest}"
             yield bulk_pair(index, doc_id, dumps(doc))

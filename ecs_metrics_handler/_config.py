@@ -37,7 +37,7 @@ from ._coerce import (
     number,
 )
 from ._credentials import coerce_auth_details, coerce_aws_credential
-from ._enums import AuthType, Backend, IndexNameFrequency, IndexTimezone
+from ._enums import AuthType, Backend, IndexMode, IndexNameFrequency, IndexTimezone
 from ._fields import FrozenDict, coerce_env_fields, coerce_fields, empty_mapping, iter_leaves, thaw
 from ._hosts import DEFAULT_HOST, DEFAULT_HOSTS, DEFAULT_PORT, coerce_hosts, parse_hosts
 from ._index_names import (
@@ -63,6 +63,7 @@ __all__ = [
     "FrozenDict",
     "HandlerKwargs",
     "HandlerOptions",
+    "IndexMode",
     "IndexNameFrequency",
     "IndexTimezone",
     "coerce_bool",
@@ -192,6 +193,25 @@ def _coerce_aggregation_interval(option: str, value: object) -> float | None:
     return interval
 
 
+def _coerce_index_mode(
+    option: str, value: object, aggregation_interval: float | None, backend: Backend
+) -> IndexMode:
+    mode = coerce_enum(option, value, enum_cls=IndexMode)
+    if mode is IndexMode.TIME_SERIES:
+        if backend is Backend.OPENSEARCH:
+            raise ConfigurationError(
+                option, "'standard' with backend opensearch (it has no time-series mode)", value
+            )
+        if aggregation_interval is None:
+            raise ConfigurationError(
+                option,
+                "'standard' unless aggregation_interval is set (one document per metric would "
+                "collide on the _id a time-series index derives from dimensions and time)",
+                value,
+            )
+    return mode
+
+
 def _coerce_metric_key(option: str, value: object) -> str:
     key = coerce_str(option, value)
     if key in _RESERVED_RECORD_KEYS:
@@ -297,6 +317,10 @@ class HandlerOptions:
     aggregation_interval: float | None = option(None, _coerce_aggregation_interval)
     #: Series per aggregation interval before new ones fold into overflow series (> 0).
     max_series: int = option(10_000, integer(above=0))
+    #: ``time_series``: the template makes time-series indices (needs aggregation_interval).
+    index_mode: IndexMode = option(
+        IndexMode.STANDARD, _coerce_index_mode, after=("aggregation_interval", "backend")
+    )
 
     @property
     def resolved_service_name(self) -> str:
@@ -389,6 +413,7 @@ class HandlerKwargs(TypedDict, total=False):
     install_template: bool | str
     aggregation_interval: float | str | None
     max_series: int | str
+    index_mode: IndexMode | str
 
 
 def _declarations_in_coercion_order() -> dict[str, Declaration]:

@@ -97,6 +97,7 @@ class Worker:
         templates: Mapping[str, Any] | None = None,
         aggregation_interval: float | None = None,
         max_series: int = 10_000,
+        server_ids: bool = False,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -130,6 +131,7 @@ class Worker:
                 id_prefix=id_prefix,
                 dataset=builder.options.resolved_event_dataset,
                 pid=builder.pid,
+                server_ids=server_ids,
             )
         )
         #: flush() calls so far, and the count the batcher last shipped open series for

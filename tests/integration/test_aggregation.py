@@ -173,3 +173,45 @@ def test_forked_processes_aggregating_the_same_series_never_overwrite_each_other
     pids = {d["process"]["pid"] for d in docs}
     assert len(pids) == 5 and os.getpid() in pids
     assert len({d["agent"]["ephemeral_id"] for d in docs}) == 5
+
+
+def test_time_series_mode_stores_aggregates_and_a_replayed_interval_is_a_duplicate(
+    es_server: Any, es_client: Any, unique_name: str
+) -> None:
+    """index_mode="time_series": the template makes a time-series index whose _id the node
+    derives from the dimensions; sending the same documents again is a 409 for each."""
+    handler = ElasticECSHandler(
+        hosts=[es_server.url],
+        es_index_name=unique_name,
+        install_template=True,
+        aggregation_interval=1.0,
+        index_mode="time_series",
+    )
+    log = _logger(f"agg.{unique_name}", handler)
+    try:
+        for i in range(300):
+            log.info("c", extra=metric("jobs", 1, type="counter", labels={"queue": f"q{i % 3}"}))
+            log.info("t", extra=metric("latency", i + 1, type="timer", unit="ms"))
+        assert handler.flush(60)
+        stats = handler.stats()
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert stats["dead_lettered"] == 0 and stats["aggregated"] == 600
+    settings = es_client.indices.get_settings(index=f"{unique_name}-*")
+    (index_settings,) = settings.values()
+    assert index_settings["settings"]["index"]["mode"] == "time_series"
+    docs = _documents(es_client, unique_name)
+    assert len(docs) == stats["aggregates"] == stats["shipped"]
+    assert sum(d["metrics"]["count"] for d in docs) == 600
+    jobs = [d for d in docs if d["metrics"]["name"] == "jobs"]
+    assert sum(d["metrics"]["sum"] for d in jobs) == 300
+    # A replay sends the same documents again: the node derives the same _id, a 409 each.
+    (index,) = settings
+    operations: list[Any] = []
+    for doc in docs:
+        operations += [{"create": {"_index": index}}, doc]
+    answer = es_client.bulk(operations=operations)
+    statuses = [item["create"]["status"] for item in answer["items"]]
+    assert statuses == [409] * len(docs)
+    assert _documents(es_client, unique_name) and es_client.count(index=index)["count"] == len(docs)

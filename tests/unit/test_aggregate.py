@@ -27,7 +27,9 @@ from ecs_metrics_handler._aggregate import (
     merged_quantile,
 )
 from ecs_metrics_handler._capture import Entry
+from ecs_metrics_handler._config import HandlerOptions, IndexMode
 from ecs_metrics_handler._stats import DeliveryStats
+from ecs_metrics_handler._templates import load_templates
 from ecs_metrics_handler.testing import FakeCluster
 
 _seq = count(1)
@@ -304,3 +306,49 @@ def test_close_ships_what_is_still_open(logger: logging.Logger) -> None:
     handler.close()
     (doc,) = cluster.documents()
     assert (doc["metrics"]["sum"], doc["metrics"]["count"]) == (10, 10)
+
+
+def test_time_series_mode_needs_aggregation_and_elasticsearch() -> None:
+    """index_mode="time_series" without aggregation_interval, or on OpenSearch, fails early."""
+    with pytest.raises(ConfigurationError, match=r"index_mode.*aggregation_interval"):
+        ElasticECSHandler(client=FakeCluster(), index_mode="time_series")
+    with pytest.raises(ConfigurationError, match=r"index_mode.*opensearch"):
+        HandlerOptions.from_kwargs(
+            index_mode="TIME_SERIES", aggregation_interval=1, backend="opensearch"
+        )
+    options = HandlerOptions.from_kwargs(index_mode="time_series", aggregation_interval=1)
+    assert options.index_mode is IndexMode.TIME_SERIES
+
+
+def test_time_series_templates_mark_dimensions_metrics_and_the_index_mode() -> None:
+    """The series key and the process identity are dimensions, the numbers gauges."""
+    bodies = load_templates("app", data_stream=False, time_series=True)
+    settings = bodies["index"]["template"]["settings"]["index"]
+    assert settings["mode"] == "time_series"
+    assert "labels.*" in settings["routing_path"]
+    props = bodies["component"]["template"]["mappings"]["properties"]
+    for path in ("metrics.name", "service.name", "host.name", "agent.ephemeral_id"):
+        node = props
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[part]["properties"]
+        assert node[leaf]["time_series_dimension"] is True, path
+    assert props["metrics"]["properties"]["p99"]["time_series_metric"] == "gauge"
+    assert "time_series_dimension" not in str(load_templates("app", data_stream=False))
+
+
+def test_time_series_mode_sends_no_document_ids(logger: logging.Logger) -> None:
+    """The cluster derives the _id of a time-series document: the action line carries none."""
+    agg = Aggregator(
+        1.0,
+        10,
+        index_of=lambda ts: "i",
+        decorate=lambda doc: None,
+        id_prefix="P",
+        dataset="d",
+        pid=1,
+        server_ids=True,
+    )
+    agg.fold(entry(1.5, {"name": "c", "type": "counter"}))
+    ((action, _),) = documents(agg.take(None)[0])
+    assert action == {"_index": "i"}
