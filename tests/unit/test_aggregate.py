@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import subprocess
+import sys
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_metrics_handler import ConfigurationError, ElasticECSHandler, metric
+from ecs_metrics_handler import ConfigurationError, ElasticECSHandler, metric, replay
 from ecs_metrics_handler._aggregate import (
     CLOSE_GRACE,
     OVERFLOW_LABELS,
@@ -28,6 +32,7 @@ from ecs_metrics_handler._aggregate import (
 )
 from ecs_metrics_handler._capture import Entry
 from ecs_metrics_handler._config import HandlerOptions, IndexMode
+from ecs_metrics_handler._ledger import Ledger
 from ecs_metrics_handler._stats import DeliveryStats
 from ecs_metrics_handler._templates import load_templates
 from ecs_metrics_handler.testing import FakeCluster
@@ -267,8 +272,6 @@ def test_without_ddsketch_aggregation_fails_saying_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The extra to install is named in the error."""
-    import sys
-
     monkeypatch.setitem(sys.modules, "ddsketch", None)
     with pytest.raises(ConfigurationError, match=r"ecs-metrics-handler\[aggregation\]"):
         ElasticECSHandler(client=FakeCluster(), aggregation_interval=1)
@@ -352,3 +355,79 @@ def test_time_series_mode_sends_no_document_ids(logger: logging.Logger) -> None:
     agg.fold(entry(1.5, {"name": "c", "type": "counter"}))
     ((action, _),) = documents(agg.take(None)[0])
     assert action == {"_index": "i"}
+
+
+def test_a_spooled_interval_replayed_twice_is_counted_once(
+    logger: logging.Logger, tmp_path: Path
+) -> None:
+    """Aggregates spooled during an outage keep their ids: a second replay is all 409s."""
+    cluster = FakeCluster()
+    cluster.down = True
+    folder = tmp_path / "spool"
+    handler = ElasticECSHandler(
+        client=cluster,
+        es_index_name="unit",
+        aggregation_interval=3600,
+        flush_failure_folder=str(folder),
+        max_retries=0,
+        retry_backoff_initial=0.01,
+        retry_backoff_max=0.05,
+    )
+    logger.addHandler(handler)
+    for i in range(30):
+        logger.info("c", extra=metric("hits", 2, type="counter", labels={"k": i % 3}))
+    logger.removeHandler(handler)
+    handler.close()
+    stats = handler.stats()
+    assert (stats["aggregated"], stats["aggregates"], stats["spooled"]) == (30, 3, 3)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+
+    cluster.down = False
+    first = replay(folder, client=cluster)
+    again = replay(copy, client=cluster)
+    assert (first.indexed, first.duplicates) == (3, 0)
+    assert (again.indexed, again.duplicates) == (0, 3)
+    docs = cluster.documents()
+    assert len(docs) == 3 and sum(d["metrics"]["sum"] for d in docs) == 60
+
+
+_EXIT_SCRIPT = """
+import logging, sys
+from ecs_metrics_handler import ElasticECSHandler, metric
+from ecs_metrics_handler.testing import FakeCluster
+
+class Recording(FakeCluster):
+    def bulk(self, *, operations, **kwargs):
+        with open(sys.argv[1], "ab") as out:
+            out.write(operations)
+        return super().bulk(operations=operations, **kwargs)
+
+log = logging.getLogger("exit")
+log.setLevel(logging.INFO)
+log.addHandler(ElasticECSHandler(client=Recording(), aggregation_interval=3600))
+for _ in range(100):
+    log.info("c", extra=metric("hits", 1, type="counter"))
+# no flush, no close: the interpreter's exit (logging.shutdown) ships the open interval
+"""
+
+
+def test_interpreter_exit_ships_the_open_interval(tmp_path: Path) -> None:
+    """A process that never flushes still ships its open series when it exits."""
+    sent = tmp_path / "sent.ndjson"
+    subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, str(sent)], check=True, timeout=60)
+    lines = sent.read_bytes().splitlines()
+    sources = [orjson.loads(line) for line in lines[1::2]]
+    assert [(s["metrics"]["sum"], s["metrics"]["count"]) for s in sources] == [(100, 100)]
+
+
+def test_records_held_in_open_series_are_not_settled() -> None:
+    """flush() waits for folded records until their series are shipped (Ledger.hold)."""
+    ledger = Ledger(100, 100, halted=lambda: False)
+    ledger.hold(5)
+    with ledger.cond:
+        assert not ledger.settled_through(7, lambda: None)
+        assert ledger.settled_through(4, lambda: None)
+    ledger.hold(None)
+    with ledger.cond:
+        assert ledger.settled_through(7, lambda: None)
