@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 def _documents(client: Any, prefix: str) -> list[dict[str, Any]]:
     client.indices.refresh(index=f"{prefix}-*")
-    found = client.search(index=f"{prefix}-*", size=10_000, query={"match_all": {}})
+    found = client.search(index=f"{prefix}-*", body={"query": {"match_all": {}}, "size": 10_000})
     return [hit["_source"] for hit in found["hits"]["hits"]]
 
 
@@ -215,3 +215,32 @@ def test_time_series_mode_stores_aggregates_and_a_replayed_interval_is_a_duplica
     statuses = [item["create"]["status"] for item in answer["items"]]
     assert statuses == [409] * len(docs)
     assert _documents(es_client, unique_name) and es_client.count(index=index)["count"] == len(docs)
+
+
+def test_opensearch_stores_aggregates_with_the_same_template(
+    os_server: Any, os_client: Any, unique_name: str
+) -> None:
+    """On OpenSearch aggregation works in the standard index mode: exact sums, sketch stored."""
+    handler = ElasticECSHandler(
+        hosts=[os_server.url],
+        backend="opensearch",
+        es_index_name=unique_name,
+        install_template=True,
+        aggregation_interval=3600,
+    )
+    log = _logger(f"agg.{unique_name}", handler)
+    try:
+        for i in range(1000):
+            log.info("t", extra=metric("os.timer", i % 50 + 1, type="timer", labels={"n": i % 2}))
+        assert handler.flush(60)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    docs = _documents(os_client, unique_name)
+    assert sum(d["metrics"]["count"] for d in docs) == 1000
+    assert sum(d["metrics"]["sum"] for d in docs) == sum(i % 50 + 1 for i in range(1000))
+    assert all(d["metrics"]["sketch"]["positive"]["counts"] for d in docs)
+    index = next(iter(os_client.indices.get(index=f"{unique_name}-*")))
+    mapping = os_client.indices.get_mapping(index=index)[index]["mappings"]
+    metrics = mapping["properties"]["metrics"]["properties"]
+    assert metrics["p99"]["type"] == "double" and metrics["sketch"]["enabled"] is False
