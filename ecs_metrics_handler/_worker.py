@@ -7,7 +7,11 @@ Started on first use, daemon threads:
     ``flush()``. Takes the captured entries off the handler's queue and turns them into a
     batch (:func:`~._batching.build_batch`) for the :class:`~._ledger.Ledger`. It never
     touches the network or the disk, so when the sender is stuck it keeps memory bounded:
-    batches beyond ``max_pending_bytes`` go to the spooler.
+    batches beyond ``max_pending_bytes`` go to the spooler. With ``aggregation_interval`` it
+    folds metrics into the :class:`~._aggregate.Aggregator`'s series instead, and ships the
+    documents of each interval once it ended (it then also wakes at interval boundaries), and
+    of every open one on ``flush()`` and when stopping; until then the ledger holds those
+    records (:meth:`~._ledger.Ledger.hold`) so that ``flush()`` waits for them.
 
 ``sender``
     :class:`~._sender.Sender`: ships one batch at a time with :func:`~._delivery.deliver`
