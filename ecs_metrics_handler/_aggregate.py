@@ -31,6 +31,8 @@ Every aggregate document carries ``metrics.aggregated: true``, ``event.kind: "me
 
 Parts: a ``flush()`` in the middle of an interval ships what the interval holds so far; what
 arrives later for the same interval ships as another document (``metrics.part`` 1, 2, ...).
+So does a record that reaches the worker more than :data:`CLOSE_GRACE` after its interval
+ended (its thread was descheduled between logging and queueing it, on a loaded machine).
 Summing the documents of a series always gives the exact totals.
 
 Document ids are deterministic: the handler's per-process id prefix, the interval's start in
@@ -87,8 +89,9 @@ QUANTILES: Final = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 #: Labels of the overflow series of a metric name.
 OVERFLOW_LABELS: Final = (("overflow", "true"),)
 #: Seconds after its end before an interval is shipped: records logged just before the end
-#: may still be on their way into the queue.
-CLOSE_GRACE: Final = 0.1
+#: may still be on their way into the queue (a thread descheduled between creating the
+#: record and queueing it). One that arrives later still counts, as a further part.
+CLOSE_GRACE: Final = 0.25
 
 #: (name, type, unit, sorted label pairs)
 SeriesKey: TypeAlias = "tuple[str, str, str | None, tuple[tuple[str, Any], ...]]"
