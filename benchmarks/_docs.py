@@ -75,7 +75,7 @@ def _literal(prefix: str, n: int) -> list[Doc]:
         doc = {
             "@timestamp": stamp,
             "message": rec.getMessage(),
-            "ecs": {"version": "8.17.0"},
+            "ecs": {"version": "9.4.0"},
             "event": {"kind": "metric", "dataset": "bench.metrics"},
             "metrics": {
                 "name": payload["name"],

@@ -38,7 +38,7 @@ from ._coerce import (
     number,
 )
 from ._credentials import coerce_auth_details, coerce_aws_credential
-from ._enums import AuthType, Backend, IndexNameFrequency, IndexTimezone
+from ._enums import AuthType, Backend, IndexMode, IndexNameFrequency, IndexTimezone
 from ._fields import FrozenDict, coerce_env_fields, coerce_fields, empty_mapping, iter_leaves, thaw
 from ._hosts import DEFAULT_HOST, DEFAULT_HOSTS, DEFAULT_PORT, coerce_hosts, parse_hosts
 from ._index_names import (
@@ -66,6 +66,7 @@ __all__ = [
     "FrozenDict",
     "HandlerKwargs",
     "HandlerOptions",
+    "IndexMode",
     "IndexNameFrequency",
     "IndexTimezone",
     "coerce_bool",
@@ -178,6 +179,35 @@ def _coerce_data_stream(option: str, value: object, es_index_name: str) -> str |
     return name
 
 
+def _coerce_aggregation_interval(option: str, value: object) -> float | None:
+    if value is None:
+        return None
+    interval = coerce_float(option, value, minimum=0, exclusive=True)
+    from ._aggregate import require_ddsketch  # only a handler that aggregates needs ddsketch
+
+    require_ddsketch(option)
+    return interval
+
+
+def _coerce_index_mode(
+    option: str, value: object, aggregation_interval: float | None, backend: Backend
+) -> IndexMode:
+    mode = coerce_enum(option, value, enum_cls=IndexMode)
+    if mode is IndexMode.TIME_SERIES:
+        if backend is Backend.OPENSEARCH:
+            raise ConfigurationError(
+                option, "'standard' with backend opensearch (it has no time-series mode)", value
+            )
+        if aggregation_interval is None:
+            raise ConfigurationError(
+                option,
+                "'standard' unless aggregation_interval is set (one document per metric would "
+                "collide on the _id a time-series index derives from dimensions and time)",
+                value,
+            )
+    return mode
+
+
 def _coerce_metric_key(option: str, value: object) -> str:
     key = coerce_str(option, value)
     if key in _RESERVED_RECORD_KEYS:
@@ -284,6 +314,14 @@ class HandlerOptions:
     flush_timeout: float = option(5.0, number(above=0))
     #: Install the index (or data stream) template when the worker starts.
     install_template: bool = option(False, coerce_bool)
+    #: Seconds of one aggregation interval (> 0); None ships one document per metric.
+    aggregation_interval: float | None = option(None, _coerce_aggregation_interval)
+    #: Series per aggregation interval before new ones fold into overflow series (> 0).
+    max_series: int = option(10_000, integer(above=0))
+    #: ``time_series``: the template makes time-series indices (needs aggregation_interval).
+    index_mode: IndexMode = option(
+        IndexMode.STANDARD, _coerce_index_mode, after=("aggregation_interval", "backend")
+    )
 
     def __repr__(self) -> str:
         shown = (
@@ -384,6 +422,9 @@ class HandlerKwargs(TypedDict, total=False):
     max_pending_bytes: int | str
     flush_timeout: float | str
     install_template: bool | str
+    aggregation_interval: float | str | None
+    max_series: int | str
+    index_mode: IndexMode | str
 
 
 def _declarations_in_coercion_order() -> dict[str, Declaration]:

@@ -15,7 +15,7 @@ index template in ``mappings/``. A metric document::
      "log": {"level": "info", "logger": "app.db",
              "origin": {"file": {"name": "db.py", "line": 12}, "function": "query"}},
      "process": {"pid": 123, "name": "python3", "thread": {"id": 1, "name": "MainThread"}},
-     "ecs": {"version": "8.17.0"}, "service": {"name": "app"},
+     "ecs": {"version": "9.4.0"}, "service": {"name": "app"},
      "host": {"hostname": "web-1", "name": "web-1"},
      "agent": {"name": "ecs-metrics-handler", "type": "ecs-metrics-handler",
                "version": "0.1.0", "ephemeral_id": "..."}}
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: The ECS release the documents follow.
-ECS_VERSION: Final = "8.17.0"
+ECS_VERSION: Final = "9.4.0"
 #: ``agent.name`` and ``agent.type``.
 AGENT_NAME: Final = "ecs-metrics-handler"
 _DISTRIBUTION: Final = "ecs-metrics-handler"
@@ -261,6 +261,24 @@ class DocumentBuilder:
         ):
             return None
         return EncoderParts(tail[:-1], self._dataset, self._pid, self._process_name)
+
+    def decorate(self, doc: dict[str, Any]) -> None:
+        """Add the fields every document shares to ``doc`` (an aggregate document), in place.
+
+        The static parts (``ecs``, ``service``, ``host``, ``agent``, ``data_stream`` and the
+        static ``es_additional_fields``), then the per-document additional fields, then the
+        environment fields set now, in the same order as :meth:`build`. Freshly copied.
+        """
+        for key, value, copy in self._static:
+            doc[key] = copy(value)
+        if self._overrides:
+            _merge_into(doc, self._overrides)
+        if self._env_fields:
+            environ = os.environ if self._environ is None else self._environ
+            for path, variable in self._env_fields:
+                found = environ.get(variable)
+                if found is not None:
+                    _set_path(doc, path, found)
 
     @property
     def needs_live_record(self) -> bool:

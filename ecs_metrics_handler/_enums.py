@@ -1,10 +1,10 @@
-"""The enumerated option values: authentication, index dating and client backend."""
+"""The enumerated option values: authentication, index dating and mode, client backend."""
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["AuthType", "Backend", "IndexNameFrequency", "IndexTimezone"]
+__all__ = ["AuthType", "Backend", "IndexMode", "IndexNameFrequency", "IndexTimezone"]
 
 
 class AuthType(enum.Enum):
@@ -39,3 +39,10 @@ class IndexTimezone(enum.Enum):
 
     UTC = "utc"
     LOCAL = "local"
+
+
+class IndexMode(enum.Enum):
+    """How the installed template stores documents: ordinary indices, or time-series indices."""
+
+    STANDARD = "standard"
+    TIME_SERIES = "time_series"

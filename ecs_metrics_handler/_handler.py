@@ -21,7 +21,7 @@ from logging.handlers import BufferingHandler
 from typing import TYPE_CHECKING, Any
 
 from ._capture import Entry, capture
-from ._config import AuthType, HandlerKwargs, HandlerOptions, IndexNameFrequency
+from ._config import AuthType, HandlerKwargs, HandlerOptions, IndexMode, IndexNameFrequency
 from ._document import DocumentBuilder
 from ._folder_trust import check_folder_trust
 from ._index import IndexNamer
@@ -223,6 +223,9 @@ class ElasticECSHandler(BufferingHandler):
             backoff_initial=o.retry_backoff_initial,
             backoff_max=o.retry_backoff_max,
             templates=self.templates() if o.install_template else None,
+            aggregation_interval=o.aggregation_interval,
+            max_series=o.max_series,
+            server_ids=o.index_mode is IndexMode.TIME_SERIES,
         )
 
     def make_document_builder(self) -> DocumentBuilder:
@@ -252,7 +255,11 @@ class ElasticECSHandler(BufferingHandler):
         """The component and index template bodies for this handler's indices (or data stream)."""
         o = self.options
         prefix = o.data_stream or o.es_index_name
-        bodies = load_templates(prefix, data_stream=o.data_stream is not None)
+        bodies = load_templates(
+            prefix,
+            data_stream=o.data_stream is not None,
+            time_series=o.index_mode is IndexMode.TIME_SERIES,
+        )
         return {
             "component_name": f"{prefix}-ecs-metrics",
             "index_name": f"{prefix}-ecs-metrics",

@@ -100,6 +100,8 @@ class Ledger:
         self._unsettled: set[Batch] = set()
         #: the lowest sequence number of records taken off the queue but not in a batch yet
         self._building: int | None = None
+        #: the lowest sequence number of records folded into open aggregation series
+        self._held: int | None = None
 
     # -- batcher side -------------------------------------------------------------------------
 
@@ -115,6 +117,15 @@ class Ledger:
         """Records from ``min_seq`` on are being built (None: done); flush waits on them."""
         with self.cond:
             self._building = min_seq
+
+    def hold(self, min_seq: int | None) -> None:
+        """Records from ``min_seq`` on are folded into open aggregation series (None: none).
+
+        They are not settled until the series' documents are: flush waits on them.
+        """
+        with self.cond:
+            self._held = min_seq
+            self.cond.notify_all()
 
     def add(self, batch: Batch, *, must_spill: Callable[[], bool], closing: bool) -> None:
         """A new batch: into the outbox, spilling the oldest ones while it is over its bound.
@@ -266,6 +277,8 @@ class Ledger:
         ``queue_head()`` is the sequence number at the head of the handler's queue, or None.
         """
         if self._building is not None and self._building <= target:
+            return False
+        if self._held is not None and self._held <= target:
             return False
         head = queue_head()
         if head is not None and head <= target:

@@ -18,6 +18,14 @@ sequence number and is counted in ``emitted``. It then ends in exactly one of
 or it is still ``pending``. So ``emitted == shipped + spooled + dead_lettered + invalid +
 dropped + pending`` at any time.
 
+With ``aggregation_interval`` a valid metric's outcome is ``aggregated``: folded into a series
+(``aggregated_overflow`` counts the part of it folded into an overflow series beyond
+``max_series``). The documents built from the series are counted in ``aggregates`` and then,
+like any document, end in ``shipped``, ``spooled``, ``dead_lettered`` or ``dropped``; so then
+``emitted + aggregates == shipped + spooled + dead_lettered + invalid + dropped + aggregated +
+pending``: a folded record counts in ``aggregated`` at once, and ``pending`` counts the
+queued records and the aggregate documents not settled yet.
+
 ``untrusted`` stands outside that identity: documents found in the failure folder that this
 handler does not write (another action, index or id form; see ``_segment_file.ReplayPolicy``),
 quarantined and never sent.
@@ -41,6 +49,9 @@ _FIELDS = (
     "invalid",
     "dropped",
     "untrusted",
+    "aggregated",
+    "aggregated_overflow",
+    "aggregates",
 )
 
 
@@ -65,6 +76,9 @@ class DeliveryStats:
         self.invalid = 0
         self.dropped = 0
         self.untrusted = 0
+        self.aggregated = 0
+        self.aggregated_overflow = 0
+        self.aggregates = 0
         self.dropped_reasons: Counter[str] = Counter()
 
     def add(self, field: str, n: int = 1) -> None:

@@ -27,7 +27,11 @@ __all__ = [
     "DATA_STREAM_TEMPLATE_FILE",
     "DEFAULT_PREFIX",
     "INDEX_TEMPLATE_FILE",
+    "ROUTING_PATH",
+    "TIME_SERIES_DIMENSIONS",
+    "TIME_SERIES_METRICS",
     "load_templates",
+    "make_time_series",
     "read_template_file",
     "template_name",
 ]
@@ -57,13 +61,16 @@ def read_template_file(file_name: str) -> dict[str, Any]:
     return copy.deepcopy(_read(file_name))
 
 
-def load_templates(prefix: str, *, data_stream: bool) -> dict[str, dict[str, Any]]:
+def load_templates(
+    prefix: str, *, data_stream: bool, time_series: bool = False
+) -> dict[str, dict[str, Any]]:
     """``{"component": body, "index": body}`` for indices named after ``prefix``.
 
     ``data_stream=True``: ``prefix`` is the data stream's name and the index template declares
     ``"data_stream": {}`` and matches exactly that name. Otherwise the index template matches
     ``{prefix}-*`` (dated indices) and ``{prefix}`` (frequency NEVER). Both reference the
     component template by :func:`template_name`. ``prefix`` is assumed validated.
+    ``time_series=True`` (``index_mode="time_series"``): see :func:`make_time_series`.
     """
     component = read_template_file(COMPONENT_TEMPLATE_FILE)
     if data_stream:
@@ -73,4 +80,58 @@ def load_templates(prefix: str, *, data_stream: bool) -> dict[str, dict[str, Any
         index = read_template_file(INDEX_TEMPLATE_FILE)
         index["index_patterns"] = [f"{prefix}-*", prefix]
     index["composed_of"] = [template_name(prefix)]
+    if time_series:
+        make_time_series(component, index)
     return {"component": component, "index": index}
+
+
+#: The dimensions of a time-series index: the series key, plus what keeps processes apart.
+TIME_SERIES_DIMENSIONS: Final = (
+    "metrics.name",
+    "metrics.type",
+    "metrics.unit",
+    "metrics.part",
+    "service.name",
+    "host.name",
+    "agent.ephemeral_id",
+    "process.pid",
+)
+#: The numbers of an aggregate document; each is a gauge (a counter's sum is a delta).
+TIME_SERIES_METRICS: Final = ("count", "sum", "min", "max", "last", "p50", "p90", "p99")
+#: Keyword dimensions that route documents to shards (``labels.*`` through its dynamic rule).
+ROUTING_PATH: Final = (
+    "metrics.name",
+    "service.name",
+    "host.name",
+    "agent.ephemeral_id",
+    "labels.*",
+)
+
+
+def make_time_series(component: dict[str, Any], index: dict[str, Any]) -> None:
+    """Turn the two template bodies into those of time-series indices, in place.
+
+    The index template gets ``index.mode: time_series`` and ``index.routing_path``; the
+    component marks :data:`TIME_SERIES_DIMENSIONS` and every ``labels.*`` field
+    ``time_series_dimension`` and the numbers of aggregate documents ``time_series_metric:
+    gauge``. The cluster then derives each document's ``_id`` from its dimensions and
+    ``@timestamp``: the same series, process, part and interval twice is a ``409``.
+    """
+    mappings = component["template"]["mappings"]
+    for path in TIME_SERIES_DIMENSIONS:
+        _field(mappings, path)["time_series_dimension"] = True
+    for rule in mappings["dynamic_templates"]:
+        if "labels" in rule:
+            rule["labels"]["mapping"]["time_series_dimension"] = True
+    for name in TIME_SERIES_METRICS:
+        _field(mappings, f"metrics.{name}")["time_series_metric"] = "gauge"
+    settings = index.setdefault("template", {}).setdefault("settings", {})
+    settings["index"] = {"mode": "time_series", "routing_path": list(ROUTING_PATH)}
+    index["_meta"]["description"] += " (time-series indices)"
+
+
+def _field(mappings: dict[str, Any], path: str) -> dict[str, Any]:
+    node: dict[str, Any] = mappings
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node

@@ -7,7 +7,11 @@ Started on first use, daemon threads:
     ``flush()``. Takes the captured entries off the handler's queue and turns them into a
     batch (:func:`~._batching.build_batch`) for the :class:`~._ledger.Ledger`. It never
     touches the network or the disk, so when the sender is stuck it keeps memory bounded:
-    batches beyond ``max_pending_bytes`` go to the spooler.
+    batches beyond ``max_pending_bytes`` go to the spooler. With ``aggregation_interval`` it
+    folds metrics into the :class:`~._aggregate.Aggregator`'s series instead, and ships the
+    documents of each interval once it ended (it then also wakes at interval boundaries), and
+    of every open one on ``flush()`` and when stopping; until then the ledger holds those
+    records (:meth:`~._ledger.Ledger.hold`) so that ``flush()`` waits for them.
 
 ``sender``
     :class:`~._sender.Sender`: ships one batch at a time with :func:`~._delivery.deliver`
@@ -35,16 +39,18 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from ._aggregate import CLOSE_GRACE, Aggregator, fold_entries
 from ._backoff import backoff_delay
 from ._batching import build_batch
 from ._breaker import OutageBreaker
 from ._capture import Entry
+from ._dead_letter import DeadLetter
 from ._delivery import CLOSING, RetryPolicy
 from ._document import DocumentBuilder
 from ._encoder import BulkEncoder
 from ._folder_writer import FolderWriter
 from ._index import IndexNamer
-from ._ledger import Ledger, SpillJob
+from ._ledger import Batch, Ledger, SpillJob
 from ._report import Reporter
 from ._sender import SEGMENT_BYTES, Sender
 from ._shipper import Shipper
@@ -93,7 +99,11 @@ class Worker:
         backoff_initial: float,
         backoff_max: float,
         templates: Mapping[str, Any] | None = None,
+        aggregation_interval: float | None = None,
+        max_series: int = 10_000,
+        server_ids: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
         self._build_source = builder.build_source
@@ -112,6 +122,25 @@ class Worker:
         self._room_wait_steps = _ROOM_WAIT_STEPS if spool is None else _ROOM_WAIT_STEPS_SPOOLING
         self._queue_high_water = max(1, int(max_queue_records * 0.8))
         self._clock = clock
+        self._wall_clock = wall_clock
+        #: with ``aggregation_interval``: the series the batcher folds entries into
+        self._aggregator = (
+            None
+            if aggregation_interval is None
+            else Aggregator(
+                aggregation_interval,
+                max_series,
+                index_of=namer,
+                decorate=builder.decorate,
+                id_prefix=id_prefix,
+                dataset=builder.options.resolved_event_dataset,
+                pid=builder.pid,
+                server_ids=server_ids,
+            )
+        )
+        #: flush() calls so far, and the count the batcher last shipped open series for
+        self._flush_requests = 0
+        self._flushes_served = 0
 
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -223,6 +252,7 @@ class Worker:
             if not self._queue:
                 return True
             self.start()
+        self._flush_requests += 1  # the batcher then ships the open aggregation series too
         self.wake()
         deadline = self._clock() + timeout
         ledger = self._ledger
@@ -260,6 +290,7 @@ class Worker:
         self._join(batcher, self._out_of_time_at)
         if batcher is None or not batcher.is_alive():
             self._drain()  # never started, or died: build what is queued from here
+            self._ship_aggregates(None)
             self._batcher_done.set()
         self._join(spooler, self._out_of_time_at)
         self._write_all(CLOSING)
@@ -291,16 +322,26 @@ class Worker:
     def _run_batcher(self) -> None:
         try:
             while True:
-                self._wake.wait(self._interval)
+                self._wake.wait(self._wait_time())
                 self._wake.clear()
                 self._wake_pending = False
+                # Read before draining: what a flush() waits for was queued before it asked.
+                flushes = self._flush_requests
+                now = self._wall_clock()
                 try:
                     self._drain()
+                    if self._aggregator is not None:
+                        stopping = self._stopping.is_set()
+                        everything = stopping or flushes != self._flushes_served
+                        self._flushes_served = flushes
+                        self._ship_aggregates(None if everything else now)
                 except Exception:  # pragma: no cover - a bug; never let the thread die silently
                     self._reporter.error(
                         "batcher", "ecs_metrics_handler: batcher failed", exc_info=True
                     )
                 if self._stopping.is_set() and (not self._queue or self._out_of_time()):
+                    if self._aggregator is not None:
+                        self._ship_aggregates(None)
                     return
         finally:
             self._batcher_done.set()
@@ -333,14 +374,37 @@ class Worker:
                 pass
             self._add_batch(entries)
 
+    def _wait_time(self) -> float:
+        """Seconds the batcher sleeps: the flush interval, or less when an interval is due."""
+        aggregator = self._aggregator
+        if aggregator is None:
+            return self._interval
+        step = aggregator.interval
+        now = self._wall_clock()
+        due = (now // step + 1) * step + CLOSE_GRACE - now
+        return max(0.0, min(self._interval, due))
+
     def _add_batch(self, entries: list[Entry]) -> None:
         """Build ``entries`` into a batch for the ledger; their rejects go to the spooler."""
         if not entries:
             self._ledger.building(None)
             return
-        batch, rejected = build_batch(
-            entries, self._build_source, self._namer, self._id_prefix, self._encode
-        )
+        first_seq = min(e.seq for e in entries)
+        rejected: list[DeadLetter] = []
+        if self._aggregator is not None:
+            # Metrics fold into series; plain log records (ship_log_records) stay documents.
+            events = [e for e in entries if e.payload is None]
+            rejected = fold_entries(
+                self._aggregator, [e for e in entries if e.payload is not None], self._stats
+            )
+            self._ledger.hold(self._aggregator.held_min_seq())
+            entries = events
+        batch = None
+        if entries:
+            batch, built_rejects = build_batch(
+                entries, self._build_source, self._namer, self._id_prefix, self._encode
+            )
+            rejected.extend(built_rejects)
         if rejected:
             self._stats.add("invalid", len(rejected))
             self._reporter.warning(
@@ -350,11 +414,24 @@ class Worker:
                 rejected[0].reason,
             )
             if self._spool is not None:
-                self._ledger.add_letters(rejected, min(e.seq for e in entries))
+                self._ledger.add_letters(rejected, first_seq)
         if batch is None:
             self._ledger.building(None)
         else:
             self._ledger.add(batch, must_spill=self._must_spill, closing=self._halt.is_set())
+
+    def _ship_aggregates(self, now: float | None) -> None:
+        """The documents of the intervals ended before ``now`` (all when None) into the ledger."""
+        aggregator = self._aggregator
+        if aggregator is None:
+            return
+        items, min_seq = aggregator.take(now)
+        if items and min_seq is not None:
+            self._stats.add("aggregates", len(items))
+            batch = Batch(items=items, min_seq=min_seq, nbytes=sum(len(i) for i in items))
+            # Until hold() below, the old hold still covers these records: flush sees no gap.
+            self._ledger.add(batch, must_spill=self._must_spill, closing=self._halt.is_set())
+        self._ledger.hold(aggregator.held_min_seq())
 
     # -- spooler ----------------------------------------------------------------------------
 

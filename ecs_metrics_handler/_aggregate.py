@@ -1,0 +1,428 @@
+"""Aggregation on the worker: metrics folded into series, one document per series and interval.
+
+With ``aggregation_interval`` set, the batcher hands every captured entry to an
+:class:`Aggregator` instead of building a document for it. The aggregator keys each metric by
+its series, ``(metrics.name, metrics.type, metrics.unit, labels)``, and by the interval its
+record's time (``record.created``) falls in: intervals are aligned to multiples of
+``aggregation_interval`` seconds since the epoch, so ``[k * interval, (k + 1) * interval)``.
+At each interval's end (plus :data:`CLOSE_GRACE`), and on ``flush()``/``close()``, it ships one
+document per series:
+
+* counters: ``metrics.sum`` (the delta over the interval; an increment without ``value``
+  counts 1) and ``metrics.count`` (the number of increments);
+* gauges: ``metrics.last``, ``metrics.min``, ``metrics.max``, ``metrics.count``;
+* timers and histograms: ``metrics.count``, ``metrics.sum``, ``metrics.min``, ``metrics.max``,
+  ``metrics.p50``, ``metrics.p90``, ``metrics.p99`` from a DDSketch (the ``ddsketch``
+  package) with a relative accuracy of :data:`RELATIVE_ACCURACY` (1 %): each quantile is
+  within 1 % of a value whose rank is the exact quantile's. The sketch itself is kept in
+  ``metrics.sketch`` (not indexed) so that intervals and processes can be merged again::
+
+      {"gamma": 1.0202..., "index_offset": 0.0, "zero_count": 0,
+       "positive": {"indexes": [...], "counts": [...]},
+       "negative": {"indexes": [...], "counts": [...]}}
+
+  A value ``v > 0`` was counted in bucket ``i`` when ``gamma ** (i - 1) < v <= gamma ** i``
+  (``i = ceil(log(v) / log(gamma)) + index_offset``); negative values likewise by ``-v``.
+
+Every aggregate document carries ``metrics.aggregated: true``, ``event.kind: "metric"``,
+``@timestamp`` and ``event.start`` = the interval's start, ``event.end`` = its end,
+``event.duration`` = its length in nanoseconds, plus the handler's static fields (``ecs``,
+``service``, ``host``, ``agent`` with its per-process ``ephemeral_id``...) and ``process.pid``.
+
+Parts: a ``flush()`` in the middle of an interval ships what the interval holds so far; what
+arrives later for the same interval ships as another document (``metrics.part`` 1, 2, ...).
+So does a record that reaches the worker more than :data:`CLOSE_GRACE` after its interval
+ended (its thread was descheduled between logging and queueing it, on a loaded machine).
+Summing the documents of a series always gives the exact totals.
+
+Document ids are deterministic: the handler's per-process id prefix, the interval's start in
+milliseconds, the part and a hash of the series key. A retry or a replay of the same document
+therefore gets a ``409`` (counted as a duplicate), never a second copy; two processes (a forked
+child gets a new prefix and an empty aggregator) never share an id.
+
+``max_series`` caps the series of one interval: a metric of a new series beyond the cap is
+folded into its metric name's overflow series (labels ``{"overflow": "true"}``) and counted in
+``stats()["aggregated_overflow"]``. So memory holds at most ``max_series`` series plus one
+overflow series per metric name (a few KiB each for timers, less for counters and gauges).
+
+Not thread-safe: only the batcher thread (or ``close()`` once it stopped) calls it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+import orjson
+
+from ._batching import describe
+from ._capture import Entry
+from ._dead_letter import DeadLetter
+from ._document import format_timestamp
+from ._metric import MetricType, normalize_metric_fields
+from ._serialize import bulk_pair, dumps
+from .exceptions import ConfigurationError, InvalidMetricError
+
+__all__ = [
+    "CLOSE_GRACE",
+    "OVERFLOW_LABELS",
+    "QUANTILES",
+    "RELATIVE_ACCURACY",
+    "Aggregator",
+    "SeriesKey",
+    "fold_entries",
+    "merged_quantile",
+    "require_ddsketch",
+    "sketch_fields",
+]
+
+#: The sketch's relative accuracy: a quantile is within 1 % of a value of the exact rank.
+RELATIVE_ACCURACY: Final = 0.01
+#: Buckets a sketch keeps per sign; beyond that the lowest ones are merged (a range of
+#: about 1e17 between the smallest and the largest value at 1 %).
+_BIN_LIMIT: Final = 2048
+#: The quantiles written, as ``(field, q)``.
+QUANTILES: Final = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+#: Labels of the overflow series of a metric name.
+OVERFLOW_LABELS: Final = (("overflow", "true"),)
+#: Seconds after its end before an interval is shipped: records logged just before the end
+#: may still be on their way into the queue (a thread descheduled between creating the
+#: record and queueing it). One that arrives later still counts, as a further part.
+CLOSE_GRACE: Final = 0.25
+
+#: (name, type, unit, sorted label pairs)
+SeriesKey: TypeAlias = "tuple[str, str, str | None, tuple[tuple[str, Any], ...]]"
+
+
+def require_ddsketch(option: str = "aggregation_interval") -> None:
+    """Raise :class:`ConfigurationError` naming what to install when ``ddsketch`` is missing."""
+    try:
+        import ddsketch  # noqa: F401
+    except ImportError as e:
+        raise ConfigurationError(
+            option,
+            "the ddsketch package installed (pip install 'ecs-metrics-handler[aggregation]')",
+            "aggregation without ddsketch",
+        ) from e
+
+
+def _new_sketch() -> Any:
+    from ddsketch import LogCollapsingLowestDenseDDSketch
+
+    return LogCollapsingLowestDenseDDSketch(
+        relative_accuracy=RELATIVE_ACCURACY, bin_limit=_BIN_LIMIT
+    )
+
+
+def _store_fields(store: Any) -> dict[str, list[Any]]:
+    indexes: list[int] = []
+    counts: list[int | float] = []
+    offset = store.offset
+    for i, count in enumerate(store.bins):
+        if count:
+            indexes.append(offset + i)
+            counts.append(int(count) if float(count).is_integer() else count)
+    return {"indexes": indexes, "counts": counts}
+
+
+def sketch_fields(sketch: Any) -> dict[str, Any]:
+    """The mergeable form of a DDSketch written to ``metrics.sketch`` (see the module doc)."""
+    mapping = sketch._mapping
+    zero = sketch._zero_count
+    return {
+        "gamma": mapping.gamma,
+        "index_offset": mapping._offset,
+        "zero_count": int(zero) if float(zero).is_integer() else zero,
+        "positive": _store_fields(sketch._store),
+        "negative": _store_fields(sketch._negative_store),
+    }
+
+
+@dataclass(slots=True)
+class Series:
+    """The numbers of one series in one interval (and part)."""
+
+    count: int = 0
+    total: float = 0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    last: float | None = None
+    sketch: Any = None
+    labels: dict[str, Any] | None = None
+
+    def add(self, value: float | None, kind: str) -> None:
+        self.count += 1
+        if kind == "counter":
+            self.total += 1 if value is None else value
+            return
+        if value is None:
+            return
+        self.total += value
+        self.last = value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+        if self.sketch is not None:
+            self.sketch.add(value)
+
+
+@dataclass(slots=True)
+class _Interval:
+    start: float
+    part: int
+    min_seq: int
+    series: dict[SeriesKey, Series] = field(default_factory=dict)
+    overflow: int = 0
+
+
+class Aggregator:
+    """Series of the open intervals of one handler in one process. See the module docstring.
+
+    ``interval`` is in seconds; ``index_of(timestamp)`` names the index of a document;
+    ``decorate(doc)`` adds the handler's static fields (``DocumentBuilder.decorate``);
+    ``id_prefix`` identifies this handler in this process; ``pid`` goes to ``process.pid``.
+    ``server_ids`` (time-series indices): send no ``_id``, the cluster derives it from the
+    dimensions and ``@timestamp``.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        max_series: int,
+        *,
+        index_of: Callable[[float], str],
+        decorate: Callable[[dict[str, Any]], None],
+        id_prefix: str,
+        dataset: str,
+        pid: int,
+        server_ids: bool = False,
+    ) -> None:
+        require_ddsketch()
+        self._server_ids = server_ids
+        self.interval = interval
+        self.max_series = max_series
+        self._index_of = index_of
+        self._decorate = decorate
+        self._id_prefix = id_prefix
+        self._dataset = dataset
+        self._pid = pid
+        self._duration_ns = round(interval * 1e9)
+        self._open: dict[int, _Interval] = {}
+        #: per interval slot: the next part number (a flush shipped the earlier parts)
+        self._parts: dict[int, int] = {}
+        #: records folded so far, and those of them that went to overflow series
+        self.folded = 0
+        self.overflowed = 0
+
+    # -- folding ------------------------------------------------------------------------------
+
+    def fold(self, entry: Entry) -> None:
+        """Fold one entry into its series. Raises ``InvalidMetricError`` for a bad payload."""
+        (name, value, unit, kind, labels, _d, _s, _e, _o, _err) = normalize_metric_fields(
+            entry.payload
+        )
+        slot = math.floor(entry.created / self.interval)
+        interval = self._open.get(slot)
+        if interval is None:
+            interval = self._open[slot] = _Interval(
+                slot * self.interval, self._parts.get(slot, 0), entry.seq
+            )
+        elif entry.seq < interval.min_seq:
+            interval.min_seq = entry.seq
+        kind_text = kind.value
+        key: SeriesKey = (
+            name,
+            kind_text,
+            unit,
+            tuple(sorted(labels.items())) if labels else (),
+        )
+        series = interval.series.get(key)
+        if series is None:
+            if len(interval.series) >= self.max_series:
+                key = (name, kind_text, unit, OVERFLOW_LABELS)
+                series = interval.series.get(key)
+                self.overflowed += 1
+                interval.overflow += 1
+            if series is None:
+                series = interval.series[key] = self._new_series(kind, key)
+        series.add(value, kind_text)
+        self.folded += 1
+
+    @staticmethod
+    def _new_series(kind: MetricType, key: SeriesKey) -> Series:
+        sketch = _new_sketch() if kind in (MetricType.TIMER, MetricType.HISTOGRAM) else None
+        return Series(sketch=sketch, labels=dict(key[3]) if key[3] else None)
+
+    # -- shipping -----------------------------------------------------------------------------
+
+    def held_min_seq(self) -> int | None:
+        """The lowest sequence number folded but not shipped yet (None: nothing held)."""
+        return min((i.min_seq for i in self._open.values()), default=None)
+
+    def series_count(self) -> int:
+        """Series held in memory now, over every open interval."""
+        return sum(len(i.series) for i in self._open.values())
+
+    def take(self, now: float | None) -> tuple[list[bytes], int | None]:
+        """Documents of the intervals that ended at least :data:`CLOSE_GRACE` before ``now``
+        (epoch seconds), or of every open interval when ``now`` is None (flush, close).
+
+        Returns the bulk pairs and the lowest sequence number of the records they hold
+        (None when there are none). The intervals taken are forgotten; a later record for one
+        of them starts its next part.
+        """
+        slots = [
+            slot
+            for slot, interval in self._open.items()
+            if now is None or interval.start + self.interval + CLOSE_GRACE <= now
+        ]
+        items: list[bytes] = []
+        min_seq: int | None = None
+        for slot in sorted(slots):
+            interval = self._open.pop(slot)
+            self._parts[slot] = interval.part + 1
+            items.extend(self._documents(interval))
+            if min_seq is None or interval.min_seq < min_seq:
+                min_seq = interval.min_seq
+        self._forget_old_parts(now)
+        return items, min_seq
+
+    def _forget_old_parts(self, now: float | None) -> None:
+        # Part numbers are kept for intervals that may still get late records; far past ones
+        # (an hour) go, so memory stays bounded in a long-running process.
+        if len(self._parts) > 64 and now is not None:
+            horizon = math.floor((now - 3600) / self.interval)
+            for slot in [s for s in self._parts if s < horizon]:
+                del self._parts[slot]
+
+    def _documents(self, interval: _Interval) -> Iterator[bytes]:
+        start = interval.start
+        end = start + self.interval
+        index = self._index_of(start)
+        start_text = format_timestamp(start)
+        end_text = format_timestamp(end)
+        millis = round(start * 1000)
+        anonymous = b'{"create":{"_index":' + orjson.dumps(index) + b"}}\n"
+        for key, series in interval.series.items():
+            doc = self.document(key, series, start_text, end_text, interval.part)
+            if self._server_ids:
+                yield anonymous + dumps(doc) + b"\n"
+                continue
+            digest = hashlib.blake2b(repr(key).encode(), digest_size=9).hexdigest()
+            doc_id = f"{self._id_prefix}~{millis:x}.{interval.part}.{digest}"
+            yield bulk_pair(index, doc_id, dumps(doc))
+
+    def document(
+        self, key: SeriesKey, series: Series, start: str, end: str, part: int
+    ) -> dict[str, Any]:
+        """The aggregate document of one series (see the module docstring for its fields)."""
+        name, kind, unit, _labels = key
+        metrics: dict[str, Any] = {"name": name, "type": kind}
+        if unit is not None:
+            metrics["unit"] = unit
+        metrics["aggregated"] = True
+        metrics["count"] = series.count
+        if kind == "counter":
+            metrics["sum"] = series.total
+        elif series.last is not None:
+            if kind == "gauge":
+                metrics["last"] = series.last
+            else:
+                metrics["sum"] = series.total
+            metrics["min"] = series.minimum
+            metrics["max"] = series.maximum
+            sketch = series.sketch
+            if sketch is not None and sketch.count:
+                for field_name, q in QUANTILES:
+                    metrics[field_name] = _clamp(
+                        sketch.get_quantile_value(q), series.minimum, series.maximum
+                    )
+                metrics["sketch"] = sketch_fields(sketch)
+        if part:
+            metrics["part"] = part
+        doc: dict[str, Any] = {
+            "@timestamp": start,
+            "event": {
+                "kind": "metric",
+                "dataset": self._dataset,
+                "start": start,
+                "end": end,
+                "duration": self._duration_ns,
+            },
+            "metrics": metrics,
+        }
+        if series.labels:
+            doc["labels"] = dict(series.labels)
+        doc["process"] = {"pid": self._pid}
+        self._decorate(doc)
+        return doc
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
+
+
+def merged_quantile(sketches: Mapping[str, Any] | list[Mapping[str, Any]], q: float) -> float:
+    """Quantile ``q`` of one or more ``metrics.sketch`` objects merged (bucket counts added).
+
+    The inverse of :func:`sketch_fields`, for readers of the documents (and the tests): the
+    value returned is the bucket's representative ``2 * gamma ** i / (1 + gamma)``, within the
+    sketch's relative accuracy of a value of that rank. Raises ``ValueError`` when empty.
+    """
+    parts = [sketches] if isinstance(sketches, Mapping) else list(sketches)
+    if not parts:
+        raise ValueError("no sketch")
+    gamma = float(parts[0]["gamma"])
+    offset = float(parts[0].get("index_offset", 0.0))
+    positive: dict[int, float] = {}
+    negative: dict[int, float] = {}
+    zero = 0.0
+    for part in parts:
+        zero += float(part.get("zero_count", 0))
+        for target, store in ((positive, part["positive"]), (negative, part["negative"])):
+            for i, c in zip(store["indexes"], store["counts"], strict=True):
+                target[int(i)] = target.get(int(i), 0.0) + float(c)
+    total = zero + sum(positive.values()) + sum(negative.values())
+    if total <= 0:
+        raise ValueError("empty sketch")
+    rank = q * (total - 1)
+
+    def value_of(index: int) -> float:
+        return float(2 * gamma ** (index - offset) / (1 + gamma))
+
+    seen = 0.0
+    for index in sorted(negative, reverse=True):
+        seen += negative[index]
+        if seen > rank:
+            return -value_of(index)
+    seen += zero
+    if seen > rank:
+        return 0.0
+    for index in sorted(positive):
+        seen += positive[index]
+        if seen > rank:
+            return value_of(index)
+    return value_of(max(positive)) if positive else 0.0
+
+
+def fold_entries(aggregator: Aggregator, entries: list[Entry], stats: Any) -> list[DeadLetter]:
+    """Fold ``entries`` into ``aggregator``; return the dead letters of the invalid ones.
+
+    Counts ``aggregated`` and ``aggregated_overflow`` in ``stats`` (a
+    :class:`~._stats.DeliveryStats`); the caller counts the rejects as ``invalid``.
+    """
+    rejected: list[DeadLetter] = []
+    folded, overflowed = aggregator.folded, aggregator.overflowed
+    for entry in entries:
+        try:
+            aggregator.fold(entry)
+        except InvalidMetricError as e:
+            rejected.append(DeadLetter(f"invalid metric: {e.reason}", record=describe(entry)))
+        except Exception as e:
+            reason = f"cannot aggregate metric: {type(e).__name__}: {e}"
+            rejected.append(DeadLetter(reason, record=describe(entry)))
+    stats.add("aggregated", aggregator.folded - folded)
+    stats.add("aggregated_overflow", aggregator.overflowed - overflowed)
+    return rejected
