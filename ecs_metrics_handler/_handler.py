@@ -191,7 +191,11 @@ class ElasticECSHandler(BufferingHandler):
             Spool(
                 o.flush_failure_folder,
                 o.flush_failure_folder_max_bytes,
-                policy=ReplayPolicy.of_handler(o.es_index_name, o.data_stream),
+                policy=ReplayPolicy.of_handler(
+                    o.es_index_name,
+                    o.data_stream,
+                    server_ids=o.index_mode is IndexMode.TIME_SERIES,
+                ),
                 allow_insecure=o.flush_failure_folder_allow_insecure,
             )
             if o.flush_failure_folder

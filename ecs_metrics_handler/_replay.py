@@ -15,6 +15,7 @@ from typing import Any
 
 from ._backoff import backoff_delay
 from ._config import HandlerOptions
+from ._enums import IndexMode
 from ._folder_trust import check_folder_trust
 from ._resend import send_items
 from ._segment_file import ReplayPolicy
@@ -85,7 +86,12 @@ def replay(
     check_folder_trust(folder, opts.flush_failure_folder_allow_insecure)
     spool = Spool(
         folder,
-        policy=ReplayPolicy.of_handler(opts.es_index_name, opts.data_stream, patterns),
+        policy=ReplayPolicy.of_handler(
+            opts.es_index_name,
+            opts.data_stream,
+            patterns,
+            server_ids=opts.index_mode is IndexMode.TIME_SERIES,
+        ),
         allow_insecure=opts.flush_failure_folder_allow_insecure,
     )
     shipper = make_shipper(opts, client)

@@ -52,7 +52,11 @@ _READ_FLAGS = (
 #: The ids the handler writes: its id prefix (12 characters of URL-safe base64 of 9 random
 #: bytes, made in ``ElasticECSHandler._setup_pipeline``) then a sequence number in lower-case
 #: hex (at most 64 bits; see ``_batching.build_batch``).
-HANDLER_ID: Final = re.compile(r"[A-Za-z0-9_-]{12}[0-9a-f]{1,16}")
+HANDLER_ID: Final = re.compile(
+    # a document's id: the handler's prefix and its sequence number; an aggregate's (see
+    # _aggregate): the prefix, "~", the interval's start in ms, its part, the series digest
+    r"[A-Za-z0-9_-]{12}(?:[0-9a-f]{1,16}|~[0-9a-f]{1,16}\.[0-9]{1,9}\.[0-9a-f]{18})"
+)
 #: The date suffixes :class:`~._index.IndexNamer` appends, whatever the frequency.
 _DATE_SUFFIX: Final = r"(?:-[0-9]{4}(?:\.[0-9]{2}(?:\.[0-9]{2})?)?)?"
 #: How many per-item reasons a quarantine's ``.reason`` file lists before summing up the rest.
@@ -103,6 +107,9 @@ class ReplayPolicy:
     prefixes: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
+    #: also accept a ``create`` without ``_id`` (what a handler with
+    #: ``index_mode="time_series"`` writes: the cluster derives the id)
+    server_ids: bool = False
     _owned: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,11 +125,13 @@ class ReplayPolicy:
         es_index_name: str = DEFAULT_INDEX_NAME,
         data_stream: str | None = None,
         allow: Iterable[str] = (),
+        server_ids: bool = False,
     ) -> ReplayPolicy:
-        """The policy of a handler with these naming options (its data stream, else prefix)."""
+        """The policy of a handler with these naming options (its data stream, else prefix);
+        ``server_ids`` for a handler writing time-series indices."""
         if data_stream is not None:
-            return cls(names=(data_stream,), allow=tuple(allow))
-        return cls(prefixes=(es_index_name,), allow=tuple(allow))
+            return cls(names=(data_stream,), allow=tuple(allow), server_ids=server_ids)
+        return cls(prefixes=(es_index_name,), allow=tuple(allow), server_ids=server_ids)
 
     def owns(self, index: str) -> bool:
         """Whether the handler's naming produces ``index``, or a person allowed it."""
@@ -137,6 +146,15 @@ class ReplayPolicy:
             return f"action line is not JSON: {action[:80]!r}"
         # The handler's own lines, nearly all of them: one comparison of bytes decides.
         meta = parsed.get("create") if type(parsed) is dict and len(parsed) == 1 else None
+        if self.server_ids and type(meta) is dict and len(meta) == 1:  # time-series aggregate
+            index = meta.get("_index")
+            if (
+                type(index) is str
+                and self.owns(index)
+                and action == b'{"create":{"_index":' + orjson.dumps(index) + b"}}"
+                and type(_loads_or_none(source)) is dict
+            ):
+                return None  # the cluster derives its _id: a replay is a 409, not a copy
         if type(meta) is dict and len(meta) == 2:
             index, doc_id = meta.get("_index"), meta.get("_id")
             if (
@@ -170,7 +188,7 @@ class ReplayPolicy:
         if not self.owns(index):
             return f"index {index!r} is not an index this handler writes"
         if doc_id is None:
-            return f"'create' without an _id: {action[:120]!r}"
+            return f"'create' without an _id, not as the handler writes it: {action[:120]!r}"
         if not isinstance(doc_id, str):
             return f"_id {doc_id!r} is not a string"
         if HANDLER_ID.fullmatch(doc_id) is None:

@@ -384,8 +384,8 @@ def test_a_spooled_interval_replayed_twice_is_counted_once(
     shutil.copytree(folder, copy)
 
     cluster.down = False
-    first = replay(folder, client=cluster)
-    again = replay(copy, client=cluster)
+    first = replay(folder, client=cluster, es_index_name="unit")
+    again = replay(copy, client=cluster, es_index_name="unit")
     assert (first.indexed, first.duplicates) == (3, 0)
     assert (again.indexed, again.duplicates) == (0, 3)
     docs = cluster.documents()

@@ -231,6 +231,26 @@ def test_arbitrary_action_lines_are_exactly_a_handler_create_or_quarantined(
         assert kept == item and reason
 
 
+def test_an_id_less_create_is_accepted_only_from_a_time_series_handler() -> None:
+    """Aggregates for time-series indices carry no _id (the cluster derives it)."""
+    item = b'{"create":{"_index":"unit-2026.11.28"}}\n{"m":1}\n'
+    assert vet_items([item], UNIT)[0] == []
+    time_series = ReplayPolicy.of_handler("unit", server_ids=True)
+    assert vet_items([item], time_series) == ([item], [])
+    other = b'{"create":{"_index":"billing"}}\n{"m":1}\n'
+    assert vet_items([other], time_series)[0] == []
+    spaced = b'{"create": {"_index":"unit-2026.11.28"}}\n{"m":1}\n'
+    assert vet_items([spaced], time_series)[0] == []
+
+
+def test_an_aggregate_id_is_one_the_handler_writes() -> None:
+    prefix = base64.urlsafe_b64encode(os.urandom(9)).decode("ascii")
+    item = bulk_pair("unit-2026.11.28", f"{prefix}~19ac8f3e400.0.{'ab' * 9}", b'{"m":1}')
+    assert vet_items([item], UNIT) == ([item], [])
+    wrong = bulk_pair("unit-2026.11.28", f"{prefix}~19ac8f3e400.0.{'ab' * 8}", b'{"m":1}')
+    assert vet_items([wrong], UNIT)[0] == []
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     seq=st.integers(min_value=0, max_value=2**63),
