@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from ._dead_letter import DeadLetter
 from ._shipper import ShipError, Shipper
 
 __all__ = ["SendOutcome", "send_items"]
 
+#: Whole-request refusals that say nothing of the documents: the credentials (or the user's
+#: privileges) are wrong, so the documents wait in the folder instead of quarantine.
+_NOT_THE_DOCUMENTS_FAULT: Final = frozenset({401, 403})
 #: HTTP status of a request over the cluster's ``http.max_content_length``
 _TOO_LARGE = 413
 
@@ -49,11 +53,13 @@ def send_items(
     """Send ``items`` (bulk pairs) in chunks of ``chunk_size``, oldest first. Blocking I/O.
 
     Stops sending at the first chunk that cannot be delivered now (the cluster unreachable,
-    items answered 429/5xx) or when ``halted()`` is true: that chunk's undelivered items and
-    every later chunk are ``left``. A ``413`` splits the request in halves down to single
-    documents (a single document too large is a dead letter); any other non-retryable
-    request-level refusal (``400``) moves the chunk to ``refused``. ``before_each`` runs before
-    each request (the handler installs its templates there).
+    items answered 429/5xx, the credentials refused with ``401``/``403``: not the documents'
+    fault, they wait for the credentials to be fixed) or when ``halted()`` is true: that
+    chunk's undelivered items and every later chunk are ``left``. A ``413`` splits the
+    request in halves down to single documents (a single document too large is a dead
+    letter); any other non-retryable request-level refusal (``400``) moves the chunk to
+    ``refused``. ``before_each`` runs before each request (the handler installs its templates
+    there).
     """
     outcome = SendOutcome()
     pending = [list(items[i : i + chunk_size]) for i in range(0, len(items), max(1, chunk_size))]
@@ -68,7 +74,7 @@ def send_items(
                 before_each()
             result = shipper.bulk(b"".join(chunk), len(chunk))
         except ShipError as e:
-            if e.retryable:
+            if e.retryable or e.status in _NOT_THE_DOCUMENTS_FAULT:
                 outcome.stopped = e.reason
                 outcome.left.extend(chunk)
                 continue

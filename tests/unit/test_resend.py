@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,8 +39,8 @@ class ScriptedCluster:
         step = self.script.pop(0) if self.script else "ok"
         if step == "down":
             raise ShipError("cluster unreachable", retryable=True)
-        if step == "400":
-            raise ShipError("HTTP 400: bad request", retryable=False, status=400)
+        if step in ("400", "401", "403"):
+            raise ShipError(f"HTTP {step}: refused", retryable=False, status=int(step))
         result = BulkResult()
         for pos, item in enumerate(items):
             if step == "429" and pos % 2:
@@ -93,6 +94,16 @@ def test_a_request_refused_as_a_whole_is_quarantined_and_the_rest_still_goes() -
     out = send_items(cluster, items, 2)
     assert out.refused == items[2:4] and "400" in out.refused_reason
     assert out.done == 4 and not out.left and out.stopped is None and out.answered
+
+
+@pytest.mark.parametrize("status", ["401", "403"])
+def test_refused_credentials_leave_the_documents_for_later_not_in_quarantine(status: str) -> None:
+    items = [_pair(i) for i in range(6)]
+    cluster = ScriptedCluster(["ok", status])
+    out = send_items(cluster, items, 2)
+    assert out.done == 2 and out.left == items[2:] and not out.refused
+    assert out.stopped is not None and status in out.stopped
+    assert cluster.requests == 2
 
 
 def test_an_unreachable_cluster_leaves_the_chunk_and_everything_after_it() -> None:
