@@ -271,14 +271,7 @@ class DocumentBuilder:
         """
         for key, value, copy in self._static:
             doc[key] = copy(value)
-        if self._overrides:
-            _merge_into(doc, self._overrides)
-        if self._env_fields:
-            environ = os.environ if self._environ is None else self._environ
-            for path, variable in self._env_fields:
-                found = environ.get(variable)
-                if found is not None:
-                    _set_path(doc, path, found)
+        self._override(doc)
 
     @property
     def needs_live_record(self) -> bool:
@@ -391,6 +384,11 @@ class DocumentBuilder:
             error = self._error_fields(record, error)
         if error is not None:
             doc["error"] = error
+        self._override(doc)
+        return doc
+
+    def _override(self, doc: dict[str, Any]) -> None:
+        """``es_additional_fields`` under per-document keys, then the environment fields."""
         if self._overrides:
             _merge_into(doc, self._overrides)
         if self._env_fields:
@@ -399,7 +397,6 @@ class DocumentBuilder:
                 found = environ.get(variable)
                 if found is not None:
                     _set_path(doc, path, found)
-        return doc
 
     @staticmethod
     def _error_fields(record: RecordLike, error: dict[str, Any] | None) -> dict[str, Any]:
