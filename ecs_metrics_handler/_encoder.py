@@ -97,15 +97,19 @@ class BulkEncoder:
     # -- cached parts ------------------------------------------------------------------------
 
     def _timestamp(self, ts: float) -> bytes:
-        seconds, millis = divmod(round(ts * 1_000_000) // 1000, 1000)
+        return self._timestamp_of_millis(round(ts * 1_000_000) // 1000)
+
+    def _timestamp_of_millis(self, epoch_millis: int) -> bytes:
+        seconds, millis = divmod(epoch_millis, 1000)
         if seconds != self._last_second:
             self._second = _second_prefix(seconds)
             self._last_second = seconds
         return self._second + _MILLIS[millis]
 
-    def _action(self, created: float) -> bytes:
+    def _action(self, created: float, seconds: int) -> bytes:
+        """The action line up to the id for an event at ``created`` (whole ``seconds`` of it,
+        as ``epoch_millis`` floors them)."""
         if self._namer_by_second:
-            seconds = (round(created * 1_000_000) // 1000) // 1000
             if seconds != self._last_index_second:
                 self._index = self._namer(created)
                 self._last_index_second = seconds
@@ -200,6 +204,7 @@ class BulkEncoder:
 
     def _encode(self, entry: Entry) -> bytes:
         created = entry.created
+        epoch_millis = round(created * 1_000_000) // 1000  # once, for the timestamp and index
         payload = entry.payload
         error = b""
         if payload is None:
@@ -239,9 +244,9 @@ class BulkEncoder:
             if trace[2] is not None:
                 ids += b',"transaction":{"id":' + _json(trace[2]) + b"}"
         return b'%b%x"}}\n{"@timestamp":"%b","message":%b%b%b%b%b%b}\n' % (
-            self._action(created),
+            self._action(created, epoch_millis // 1000),
             entry.seq,
-            self._timestamp(created),
+            self._timestamp_of_millis(epoch_millis),
             self._message(entry.message),
             body,
             self._site(entry),
