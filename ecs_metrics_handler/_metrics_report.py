@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from ._aggregate import merged_quantile
 from ._check import _reason, _Requests
 from ._config import HandlerOptions
 from ._report_format import PERCENTS, MetricRow, TimeRange
+from ._report_sketch import merge_sketches, values_sketch
 from ._shipper import ElasticsearchShipper, OpenSearchShipper, make_shipper
 from .exceptions import EcsMetricsHandlerError
 
@@ -54,7 +55,6 @@ __all__ = [
     "combine",
     "metrics_report",
     "report_target",
-    "values_sketch",
 ]
 
 #: Documents fetched per row for merging sketches (the default ``index.max_result_window``).
@@ -122,35 +122,6 @@ def combine(
         row.percentiles = dict(raw.percentiles)
         row.percentile_method = "tdigest"
     return row
-
-
-def values_sketch(values: Iterable[float], gamma: float, index_offset: float) -> dict[str, Any]:
-    """Raw values as a ``metrics.sketch`` object of the given mapping, so that
-    :func:`merged_quantile` merges them with stored sketches: ``v > 0`` counts in bucket
-    ``ceil(log(v) / log(gamma)) + index_offset``, negative values likewise by ``-v``, zero in
-    ``zero_count``."""
-    stores: tuple[dict[int, int], dict[int, int]] = ({}, {})
-    zero = 0
-    log_gamma = math.log(gamma)
-    for value in values:
-        if value == 0 or not math.isfinite(value):
-            zero += value == 0
-            continue
-        store = stores[0] if value > 0 else stores[1]
-        index = math.ceil(math.log(abs(value)) / log_gamma + index_offset)
-        store[index] = store.get(index, 0) + 1
-
-    def fields(store: dict[int, int]) -> dict[str, list[int]]:
-        indexes = sorted(store)
-        return {"indexes": indexes, "counts": [store[i] for i in indexes]}
-
-    return {
-        "gamma": gamma,
-        "index_offset": index_offset,
-        "zero_count": zero,
-        "positive": fields(stores[0]),
-        "negative": fields(stores[1]),
-    }
 
 
 def report_target(options: HandlerOptions) -> str:
@@ -343,7 +314,8 @@ def _merge_sketches(
         numbers = [float(v) for v in values if isinstance(v, (int, float))]
         gamma, offset = float(first["gamma"]), float(first.get("index_offset", 0.0))
         parts.append(values_sketch(numbers, gamma, offset))
-    row.percentiles = {p: merged_quantile(parts, p / 100) for p in PERCENTS}
+    merged = merge_sketches(parts)  # once, not once per percentile
+    row.percentiles = {p: merged_quantile(merged, p / 100) for p in PERCENTS}
     row.percentile_method = "ddsketch"
     row.capped = capped
 

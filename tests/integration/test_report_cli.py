@@ -235,13 +235,26 @@ def test_python_m_report_prints_the_table_with_spark_lines(
     assert any("sketches merged" in line for line in lines)
 
 
-def test_a_missing_data_stream_reports_no_metrics_and_a_bad_range_names_its_option(
-    es_server: Any, unique_name: str, capsys: pytest.CaptureFixture[str]
+def test_a_data_stream_is_reported_and_a_missing_one_reports_no_metrics(
+    es_server: Any,
+    es_client: Any,
+    unique_name: str,
+    start: float,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = ["report", "--hosts", es_server.url, "--data-stream", f"metrics-{unique_name}-x"]
+    stream = f"metrics-{unique_name}-x"
+    events = [(_in(start, 4, i), _timer("ds.latency", 2 * i)) for i in range(1, 4)]
+    _ship(es_server.url, "python_metrics", events, data_stream=stream)
+    es_client.indices.refresh(index=stream)
+    args = ["report", "--hosts", es_server.url, "--data-stream", stream, "--json"]
+    args += ["--from", _iso(start), "--to", _iso(start + 600), "--buckets", "10"]
     assert main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)["metrics"]
+    assert (row["count"], row["sum"], row["avg"], row["buckets"][4]) == (3, 12, 4, 3)
+    missing = ["report", "--hosts", es_server.url, "--data-stream", f"{stream}-missing"]
+    assert main(missing) == 0
     assert "report: no metrics in that range" in capsys.readouterr().out
-    assert main([*args, "--since", "soon"]) == 2
+    assert main([*missing, "--since", "soon"]) == 2
     assert "'--since'" in capsys.readouterr().err
 
 

@@ -17,7 +17,6 @@ from ecs_metrics_handler._metrics_report import (
     RawPart,
     combine,
     search_body,
-    values_sketch,
 )
 from ecs_metrics_handler._report_format import (
     BLOCKS,
@@ -31,6 +30,7 @@ from ecs_metrics_handler._report_format import (
     spark_line,
     time_range,
 )
+from ecs_metrics_handler._report_sketch import merge_sketches, values_sketch
 from ecs_metrics_handler.exceptions import ConfigurationError
 
 NOW = datetime(2026, 12, 3, 15, 0, tzinfo=timezone.utc)
@@ -218,6 +218,7 @@ def test_raw_values_merge_with_a_stored_sketch_of_the_same_mapping(
         exact = everything[int(q * (len(everything) - 1))]
         found = merged_quantile(merged, q)
         assert abs(found - exact) <= (RELATIVE_ACCURACY + 1e-9) * abs(exact) + 1e-12
+        assert merged_quantile(merge_sketches(merged), q) == found  # merged once, same answer
 
 
 def _row(**fields: Any) -> MetricRow:
