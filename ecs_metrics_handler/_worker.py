@@ -217,9 +217,14 @@ class Worker:
             self.wake()
         return True
 
-    def runs_here(self) -> bool:
-        """Whether the calling thread is one of this worker's (whose records are never shipped)."""
-        return threading.get_ident() in self._thread_ids
+    def runs_here(self, thread: int | None = None) -> bool:
+        """Whether ``thread`` (default: the calling thread) is one of this worker's.
+
+        Records made on the worker's threads are never shipped. The handler passes the
+        record's ``thread`` (None when ``logging.logThreads`` is off), which also catches a
+        worker record that reaches the handler through another thread (a ``QueueListener``).
+        """
+        return (threading.get_ident() if thread is None else thread) in self._thread_ids
 
     def wake(self) -> None:
         """Ask the batcher to take what is queued now."""
