@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import pytest
 
+from ecs_metrics_handler import ElasticECSHandler, metric
 from ecs_metrics_handler._dead_letter import refusal_reason
 from ecs_metrics_handler._report import Reporter
-from ecs_metrics_handler._shipper import ShipError
+from ecs_metrics_handler._shipper import BulkResult, ShipError
 from ecs_metrics_handler._template_install import TemplateInstaller, lacks_histogram_type
 from ecs_metrics_handler._templates import load_templates
 
@@ -143,3 +145,56 @@ def test_the_reason_of_a_refused_document_names_the_error_type_and_cause() -> No
         "refused by the cluster: HTTP 400 t: r"
     )
     assert refusal_reason(404, None) == "refused by the cluster: HTTP 404"
+
+
+class AcceptingShipper:
+    """A cluster that maps ``histogram``: takes the templates, stores every bulk body."""
+
+    def __init__(self) -> None:
+        self.templates: list[Any] = []
+        self.bodies: list[bytes] = []
+
+    def put_templates(self, templates: Any) -> None:
+        self.templates.append(templates)
+
+    def bulk(self, body: bytes, count: int) -> BulkResult:
+        self.bodies.append(body)
+        return BulkResult(done=count)
+
+    def check(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_handler_installs_the_histogram_template_before_building_the_first_interval() -> None:
+    """The sender installs the templates as it starts; the first interval's timer document,
+    shipped on close, carries metrics.histogram."""
+    shipper = AcceptingShipper()
+
+    class Handler(ElasticECSHandler):
+        def _make_shipper(self) -> Any:
+            return shipper
+
+    handler = Handler(
+        hosts=["http://localhost:9200"], install_template=True, aggregation_interval=3600
+    )
+    log = logging.getLogger("histogram.wiring")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        for i in range(10):
+            log.info("t", extra=metric("latency", i + 1, type="timer"))
+        installed = handler._worker._sender._templates.histogram_mapped
+        assert installed.wait(30)  # set on the sender thread, before anything is built
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert [_histogram_of(t) for t in shipper.templates] == [{"type": "histogram"}]
+    sources = [orjson.loads(line) for line in b"".join(shipper.bodies).splitlines()[1::2]]
+    (doc,) = sources
+    assert (
+        doc["metrics"]["histogram"]["counts"] and sum(doc["metrics"]["histogram"]["counts"]) == 10
+    )
