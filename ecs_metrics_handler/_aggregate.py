@@ -62,6 +62,7 @@ from ._batching import describe
 from ._capture import Entry
 from ._dead_letter import DeadLetter
 from ._document import format_timestamp
+from ._histogram import histogram_fields
 from ._metric import MetricType, normalize_metric_fields
 from ._serialize import bulk_pair, dumps
 from .exceptions import ConfigurationError, InvalidMetricError
@@ -184,7 +185,8 @@ class Aggregator:
     ``decorate(doc)`` adds the handler's static fields (``DocumentBuilder.decorate``);
     ``id_prefix`` identifies this handler in this process; ``pid`` goes to ``process.pid``.
     ``server_ids`` (time-series indices): send no ``_id``, the cluster derives it from the
-    dimensions and ``@timestamp``.
+    dimensions and ``@timestamp``. ``histogram()`` true: timer and histogram documents also
+    carry ``metrics.histogram`` (see :mod:`._histogram`); read once per document.
     """
 
     def __init__(
@@ -198,8 +200,10 @@ class Aggregator:
         dataset: str,
         pid: int,
         server_ids: bool = False,
+        histogram: Callable[[], bool] | None = None,
     ) -> None:
         require_ddsketch()
+        self._histogram = histogram
         self._server_ids = server_ids
         self.interval = interval
         self.max_series = max_series
@@ -340,6 +344,8 @@ class Aggregator:
                         sketch.get_quantile_value(q), series.minimum, series.maximum
                     )
                 metrics["sketch"] = sketch_fields(sketch)
+                if self._histogram is not None and self._histogram():
+                    metrics["histogram"] = histogram_fields(metrics["sketch"])
         if part:
             metrics["part"] = part
         doc: dict[str, Any] = {

@@ -123,6 +123,12 @@ class Worker:
         self._queue_high_water = max(1, int(max_queue_records * 0.8))
         self._clock = clock
         self._wall_clock = wall_clock
+        # With aggregation, the installer detects whether the cluster maps ``histogram``; the
+        # sender installs the templates as soon as it starts (see Sender.run), and aggregate
+        # documents built once that is known carry ``metrics.histogram``.
+        installer = TemplateInstaller(
+            templates, reporter, histogram=aggregation_interval is not None
+        )
         #: with ``aggregation_interval``: the series the batcher folds entries into
         self._aggregator = (
             None
@@ -136,6 +142,7 @@ class Worker:
                 dataset=builder.options.resolved_event_dataset,
                 pid=builder.pid,
                 server_ids=server_ids,
+                histogram=installer.histogram_mapped.is_set,
             )
         )
         #: flush() calls so far, and the count the batcher last shipped open series for
@@ -164,7 +171,7 @@ class Worker:
             policy=RetryPolicy(
                 max_retries, partial(backoff_delay, initial=backoff_initial, maximum=backoff_max)
             ),
-            templates=TemplateInstaller(templates, reporter),
+            templates=installer,
             folder=self._folder,
             stats=stats,
             reporter=reporter,
