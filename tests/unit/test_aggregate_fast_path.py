@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import decimal
 import math
-from itertools import count
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_aggregate import entry, make_aggregator
 
 from ecs_metrics_handler._aggregate import Aggregator, fold_entries
-from ecs_metrics_handler._capture import Entry
 from ecs_metrics_handler._metric import MetricType, normalize_metric_fields
 from ecs_metrics_handler._sketch import (
     BIN_LIMIT,
@@ -34,30 +33,9 @@ from ecs_metrics_handler._sketch import (
 from ecs_metrics_handler._stats import DeliveryStats
 from ecs_metrics_handler.exceptions import InvalidMetricError
 
-_seq = count(1)
-
-
-def entry(created: float, payload: Any) -> Entry:
-    out = Entry()
-    out.seq = next(_seq)
-    out.payload = payload
-    out.message = "m"
-    out.created = created
-    out.name = "test"
-    out.levelname = "INFO"
-    return out
-
 
 def aggregator(max_series: int = 100, *, reference: bool = False) -> Aggregator:
-    agg = Aggregator(
-        1.0,
-        max_series,
-        index_of=lambda ts: f"idx-{int(ts)}",
-        decorate=lambda doc: doc.setdefault("agent", {"ephemeral_id": "x"}),
-        id_prefix="P",
-        dataset="test.metrics",
-        pid=42,
-    )
+    agg = make_aggregator(max_series=max_series)
     if reference:  # every entry through the validating path
         agg.fold_fast = lambda _entry: False  # type: ignore[method-assign]
     return agg
