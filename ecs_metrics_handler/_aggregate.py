@@ -282,7 +282,10 @@ class Aggregator:
         millis = round(start * 1000)
         anonymous = b'{"create":{"_index":' + orjson.dumps(index) + b"}}\n"
         for key, series in interval.series.items():
-            doc = self.document(key, series, start_text, end_text, interval.part)
+            try:
+                doc = self.document(key, series, start_text, end_text, interval.part)
+            except Exception:  # a sketch that cannot be read: ship the exact numbers alone
+                doc = self.document(key, series, start_text, end_text, interval.part, False)
             if self._server_ids:
                 yield anonymous + dumps(doc) + b"\n"
                 continue
@@ -291,9 +294,17 @@ class Aggregator:
             yield bulk_pair(index, doc_id, dumps(doc))
 
     def document(
-        self, key: SeriesKey, series: Series, start: str, end: str, part: int
+        self,
+        key: SeriesKey,
+        series: Series,
+        start: str,
+        end: str,
+        part: int,
+        quantiles: bool = True,
     ) -> dict[str, Any]:
-        """The aggregate document of one series (see the module docstring for its fields)."""
+        """The aggregate document of one series (see the module docstring for its fields);
+        without the sketch's fields (quantiles, ``sketch``, ``histogram``) when ``quantiles``
+        is false."""
         name, kind, unit, _labels = key
         metrics: dict[str, Any] = {"name": name, "type": kind}
         if unit is not None:
@@ -310,7 +321,7 @@ class Aggregator:
             metrics["min"] = series.minimum
             metrics["max"] = series.maximum
             sketch = series.sketch
-            if sketch is not None and sketch.count:
+            if quantiles and sketch is not None and sketch.count:
                 for field_name, q in QUANTILES:
                     quantile = sketch_quantile(sketch, q)
                     assert quantile is not None  # the sketch holds values

@@ -16,11 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._sketch import bucket_value as _value_of
+
 __all__ = ["histogram_fields"]
-
-
-def _value_of(index: int, gamma: float, offset: float) -> float:
-    return float(2 * gamma ** (index - offset) / (1 + gamma))
 
 
 def _buckets(store: Mapping[str, Any]) -> dict[int, float]:

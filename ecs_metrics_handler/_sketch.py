@@ -7,7 +7,9 @@ A :class:`BucketSketch` counts values in the buckets of ``ddsketch``'s logarithm
 bin_limit=BIN_LIMIT)``:
 
 * a value ``v > min_possible`` counts in the positive bucket ``key(v)``, ``v < -min_possible``
-  in the negative bucket ``key(-v)``, anything between in ``zero_count``;
+  in the negative bucket ``key(-v)``, anything between in ``zero_count``; a magnitude beyond
+  ``max_possible`` (about ``1.76e308``, where ``ddsketch`` itself refuses the value) counts in
+  the bucket of ``max_possible``, so a quantile stays a finite float;
 * when the buckets of one sign span more than :data:`BIN_LIMIT` indexes, the lowest ones are
   merged into the lowest index kept (``max - BIN_LIMIT + 1``); the result does not depend on
   the order of the values;
@@ -23,6 +25,8 @@ Not thread-safe: the batcher thread alone uses the sketches of its aggregator.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -32,6 +36,7 @@ __all__ = [
     "RELATIVE_ACCURACY",
     "BucketSketch",
     "KeyCache",
+    "bucket_value",
     "merged_quantile",
     "sketch_fields",
     "sketch_quantile",
@@ -56,7 +61,7 @@ class KeyCache:
     :data:`_KEY_CACHE_LIMIT` values.
     """
 
-    __slots__ = ("_key", "buckets", "gamma", "mapping", "min_possible")
+    __slots__ = ("_key", "_top", "buckets", "gamma", "mapping", "max_possible", "min_possible")
 
     def __init__(self) -> None:
         from ddsketch.mapping import LogarithmicMapping
@@ -64,15 +69,18 @@ class KeyCache:
         self.mapping = LogarithmicMapping(RELATIVE_ACCURACY, offset=INDEX_OFFSET)
         self.gamma: float = self.mapping.gamma
         self.min_possible: float = self.mapping.min_possible
+        self.max_possible: float = self.mapping.max_possible
         self._key = self.mapping.key
+        self._top = int(self._key(self.max_possible))
         self.buckets: dict[float, int | None] = {}
 
     def bucket(self, value: float) -> int | None:
         """The bucket index of ``value`` (computed, then remembered)."""
-        if value > self.min_possible:
-            found: int | None = int(self._key(value))
-        elif value < -self.min_possible:
-            found = int(self._key(-value))
+        magnitude = abs(value)
+        if magnitude > self.max_possible:
+            found: int | None = self._top
+        elif magnitude > self.min_possible:
+            found = int(self._key(magnitude))
         else:
             found = None
         buckets = self.buckets
@@ -83,6 +91,20 @@ class KeyCache:
 
 
 _MISSING: Final = object()
+
+
+def bucket_value(index: int, gamma: float, offset: float = 0.0) -> float:
+    """The representative value ``2 * gamma ** (index - offset) / (1 + gamma)`` of a bucket
+    read back from a ``metrics.sketch``, at most the largest float (no overflow for the top
+    buckets, nor for an index out of any real sketch's range)."""
+    try:
+        power: float = gamma ** (index - offset)
+    except OverflowError:
+        return sys.float_info.max
+    value = 2 * power / (1 + gamma)
+    if value == math.inf:  # 2 * power overflowed: the same value, divided first
+        value = power * (2 / (1 + gamma))
+    return min(value, sys.float_info.max)
 
 
 class BucketSketch:
@@ -221,7 +243,7 @@ def merged_quantile(sketches: Mapping[str, Any] | list[Mapping[str, Any]], q: fl
     rank = q * (total - 1)
 
     def value_of(index: int) -> float:
-        return float(2 * gamma ** (index - offset) / (1 + gamma))
+        return bucket_value(index, gamma, offset)
 
     seen = 0.0
     for index in sorted(negative, reverse=True):
