@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_aggregation
 import bench_emit
 import bench_latency
 import bench_memory
@@ -171,6 +172,47 @@ def ratios_table(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 verdict(batcher <= 4000),
             )
         )
+    agg = res.get("aggregation", {}).get("rows", {})
+    if agg.get("null") and agg.get("ours_agg"):
+        floor, ours, docs = agg["null"], agg["ours_agg"], agg.get("ours_docs")
+        lo, hi = ours["x_null_cpu_spread"] or [math.nan, math.nan]
+        rows.append(
+            (
+                "aggregation: NullHandler floor, CPU per call / app median",
+                f"{fmt(floor['cpu_us'])} / {fmt(floor['app_median_us'])} us",
+                "1.00",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "aggregation on: end to end CPU per metric",
+                f"{fmt(ours['cpu_us'])} us",
+                f"{fmt(ours['x_null_cpu'])}x null (reps {fmt(lo)}-{fmt(hi)})",
+                "<= 1.5x null",
+                verdict(ours["x_null_cpu"] <= 1.5),
+            )
+        )
+        if docs:
+            rows.append(
+                (
+                    "aggregation off (same workload): CPU per metric",
+                    f"{fmt(docs['cpu_us'])} us",
+                    f"{fmt(docs['x_null_cpu'])}x null",
+                    "",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    "aggregation on: app thread median (off)",
+                    f"{fmt(ours['app_median_us'])} ({fmt(docs['app_median_us'])}) us",
+                    f"{fmt(ours['x_null_median'])}x null ({fmt(docs['x_null_median'])}x)",
+                    "unchanged",
+                    "",
+                )
+            )
     mem = res.get("memory", {}).get("modes", {})
     for mode, m in mem.items():
         growth = bench_memory.flatness(m)
@@ -223,6 +265,9 @@ def smoke_checks(res: dict[str, Any]) -> list[str]:
     for key, r in res.get("ship", {}).get("rows", {}).items():
         if r["errors"]:
             problems.append(f"ship/{key}: {r['errors']}")
+    for key, r in res.get("aggregation", {}).get("rows", {}).items():
+        if r["errors"]:
+            problems.append(f"aggregation/{key}: {r['errors']}")
     for mode, m in res.get("memory", {}).get("modes", {}).items():
         st = m["stats"]
         lost = st.get("emitted", 0) - sum(st.get(k, 0) for k in ("shipped", "spooled", "dropped"))
@@ -244,7 +289,11 @@ def report(res: dict[str, Any], path: Path, *, smoke: bool) -> None:
         f"\n{m['date']} | {m['nproc']} x {m['cpu']} | Python {m['python']} | "
         f"load at start {m['loadavg']} | {res['elapsed_s']:.0f} s | {path}"
     )
-    for name, mod in (("emit", bench_emit), ("ship", bench_ship)):
+    for name, mod in (
+        ("emit", bench_emit),
+        ("ship", bench_ship),
+        ("aggregation", bench_aggregation),
+    ):
         if name in res:
             print(f"\n== {name}")
             mod.print_table(res[name]["rows"])
@@ -268,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-peers", action="store_true", help="skip CMRESHandler / opensearch-logger")
     ap.add_argument("--keep-node", action="store_true", help="leave the bench-es9 node running")
     ap.add_argument(
-        "--skip", nargs="*", default=[], choices=["emit", "ship", "memory", "steps", "latency"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["emit", "ship", "aggregation", "memory", "steps", "latency"],
     )
     ap.add_argument("--json-dir", default=str(BENCH_DIR / ".results"))
     ap.add_argument(
@@ -331,6 +383,15 @@ def main(argv: list[str] | None = None) -> int:
                     use_es=bool(es),
                     high_water=20_000,
                     log=log,
+                )
+        if "aggregation" not in args.skip:
+            if args.smoke:
+                res["aggregation"] = bench_aggregation.run(
+                    n=2_000, reps=1, warmup=500, rounds=1, calls=500, log=log
+                )
+            else:
+                res["aggregation"] = bench_aggregation.run(
+                    n=50_000, reps=5, warmup=3_000, rounds=5, calls=10_000, log=log
                 )
         if "memory" not in args.skip:
             if args.smoke:

@@ -12,9 +12,11 @@ document per series:
   counts 1) and ``metrics.count`` (the number of increments);
 * gauges: ``metrics.last``, ``metrics.min``, ``metrics.max``, ``metrics.count``;
 * timers and histograms: ``metrics.count``, ``metrics.sum``, ``metrics.min``, ``metrics.max``,
-  ``metrics.p50``, ``metrics.p90``, ``metrics.p99`` from a DDSketch (the ``ddsketch``
-  package) with a relative accuracy of :data:`RELATIVE_ACCURACY` (1 %): each quantile is
-  within 1 % of a value whose rank is the exact quantile's. The sketch itself is kept in
+  ``metrics.p50``, ``metrics.p90``, ``metrics.p99`` from DDSketch buckets (the public
+  logarithmic mapping of the ``ddsketch`` package, counted by :class:`~._sketch.BucketSketch`:
+  the buckets, collapsing and quantiles of ``LogCollapsingLowestDenseDDSketch``) with a
+  relative accuracy of :data:`RELATIVE_ACCURACY` (1 %): each quantile is within 1 % of a value
+  whose rank is the exact quantile's. The sketch itself is kept in
   ``metrics.sketch`` (not indexed) so that intervals and processes can be merged again::
 
       {"gamma": 1.0202..., "index_offset": 0.0, "zero_count": 0,
@@ -40,6 +42,11 @@ milliseconds, the part and a hash of the series key. A retry or a replay of the 
 therefore gets a ``409`` (counted as a duplicate), never a second copy; two processes (a forked
 child gets a new prefix and an empty aggregator) never share an id.
 
+Folding: :meth:`Aggregator.fold` validates each payload (``normalize_metric_fields``) and
+builds its series key. Most payloads repeat a shape seen before with a new value;
+:meth:`Aggregator.fold_fast` recognises those (:class:`~._series.PayloadShapes`) and adds the
+value to the series directly, giving the same documents. Both run on the batcher thread.
+
 ``max_series`` caps the series of one interval: a metric of a new series beyond the cap is
 folded into its metric name's overflow series (labels ``{"overflow": "true"}``) and counted in
 ``stats()["aggregated_overflow"]``. So memory holds at most ``max_series`` series plus one
@@ -52,9 +59,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 import orjson
 
@@ -62,8 +68,18 @@ from ._batching import describe
 from ._capture import Entry
 from ._dead_letter import DeadLetter
 from ._document import format_timestamp
+from ._histogram import histogram_fields
 from ._metric import MetricType, normalize_metric_fields
 from ._serialize import bulk_pair, dumps
+from ._series import Interval, PayloadShapes, Series, SeriesKey
+from ._sketch import (
+    RELATIVE_ACCURACY,
+    BucketSketch,
+    KeyCache,
+    merged_quantile,
+    sketch_fields,
+    sketch_quantile,
+)
 from .exceptions import ConfigurationError, InvalidMetricError
 
 __all__ = [
@@ -79,11 +95,6 @@ __all__ = [
     "sketch_fields",
 ]
 
-#: The sketch's relative accuracy: a quantile is within 1 % of a value of the exact rank.
-RELATIVE_ACCURACY: Final = 0.01
-#: Buckets a sketch keeps per sign; beyond that the lowest ones are merged (a range of
-#: about 1e17 between the smallest and the largest value at 1 %).
-_BIN_LIMIT: Final = 2048
 #: The quantiles written, as ``(field, q)``.
 QUANTILES: Final = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 #: Labels of the overflow series of a metric name.
@@ -92,9 +103,6 @@ OVERFLOW_LABELS: Final = (("overflow", "true"),)
 #: may still be on their way into the queue (a thread descheduled between creating the
 #: record and queueing it). One that arrives later still counts, as a further part.
 CLOSE_GRACE: Final = 0.25
-
-#: (name, type, unit, sorted label pairs)
-SeriesKey: TypeAlias = "tuple[str, str, str | None, tuple[tuple[str, Any], ...]]"
 
 
 def require_ddsketch(option: str = "aggregation_interval") -> None:
@@ -109,74 +117,6 @@ def require_ddsketch(option: str = "aggregation_interval") -> None:
         ) from e
 
 
-def _new_sketch() -> Any:
-    from ddsketch import LogCollapsingLowestDenseDDSketch
-
-    return LogCollapsingLowestDenseDDSketch(
-        relative_accuracy=RELATIVE_ACCURACY, bin_limit=_BIN_LIMIT
-    )
-
-
-def _store_fields(store: Any) -> dict[str, list[Any]]:
-    indexes: list[int] = []
-    counts: list[int | float] = []
-    offset = store.offset
-    for i, count in enumerate(store.bins):
-        if count:
-            indexes.append(offset + i)
-            counts.append(int(count) if float(count).is_integer() else count)
-    return {"indexes": indexes, "counts": counts}
-
-
-def sketch_fields(sketch: Any) -> dict[str, Any]:
-    """The mergeable form of a DDSketch written to ``metrics.sketch`` (see the module doc)."""
-    mapping = sketch._mapping
-    zero = sketch._zero_count
-    return {
-        "gamma": mapping.gamma,
-        "index_offset": mapping._offset,
-        "zero_count": int(zero) if float(zero).is_integer() else zero,
-        "positive": _store_fields(sketch._store),
-        "negative": _store_fields(sketch._negative_store),
-    }
-
-
-@dataclass(slots=True)
-class Series:
-    """The numbers of one series in one interval (and part)."""
-
-    count: int = 0
-    total: float = 0
-    minimum: float = math.inf
-    maximum: float = -math.inf
-    last: float | None = None
-    sketch: Any = None
-    labels: dict[str, Any] | None = None
-
-    def add(self, value: float | None, kind: str) -> None:
-        self.count += 1
-        if kind == "counter":
-            self.total += 1 if value is None else value
-            return
-        if value is None:
-            return
-        self.total += value
-        self.last = value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
-        if self.sketch is not None:
-            self.sketch.add(value)
-
-
-@dataclass(slots=True)
-class _Interval:
-    start: float
-    part: int
-    min_seq: int
-    series: dict[SeriesKey, Series] = field(default_factory=dict)
-    overflow: int = 0
-
-
 class Aggregator:
     """Series of the open intervals of one handler in one process. See the module docstring.
 
@@ -184,7 +124,8 @@ class Aggregator:
     ``decorate(doc)`` adds the handler's static fields (``DocumentBuilder.decorate``);
     ``id_prefix`` identifies this handler in this process; ``pid`` goes to ``process.pid``.
     ``server_ids`` (time-series indices): send no ``_id``, the cluster derives it from the
-    dimensions and ``@timestamp``.
+    dimensions and ``@timestamp``. ``histogram()`` true: timer and histogram documents also
+    carry ``metrics.histogram`` (see :mod:`._histogram`); read once per document.
     """
 
     def __init__(
@@ -198,8 +139,10 @@ class Aggregator:
         dataset: str,
         pid: int,
         server_ids: bool = False,
+        histogram: Callable[[], bool] | None = None,
     ) -> None:
         require_ddsketch()
+        self._histogram = histogram
         self._server_ids = server_ids
         self.interval = interval
         self.max_series = max_series
@@ -209,24 +152,55 @@ class Aggregator:
         self._dataset = dataset
         self._pid = pid
         self._duration_ns = round(interval * 1e9)
-        self._open: dict[int, _Interval] = {}
+        self._open: dict[int, Interval] = {}
         #: per interval slot: the next part number (a flush shipped the earlier parts)
         self._parts: dict[int, int] = {}
         #: records folded so far, and those of them that went to overflow series
         self.folded = 0
         self.overflowed = 0
+        self._keys = KeyCache()
+        self._shapes = PayloadShapes(2 * max_series + 1024)
 
     # -- folding ------------------------------------------------------------------------------
 
+    def fold_fast(self, entry: Entry) -> bool:
+        """Fold ``entry`` into its series if its payload has a shape seen before (see
+        :class:`~._series.PayloadShapes`) and its series already exists in its interval.
+
+        Returns False, folding nothing, for anything else: the caller then calls
+        :meth:`fold`, which validates, creates intervals and series and handles overflow.
+        Both paths give the same series, so the same documents.
+        """
+        payload = entry.payload
+        shape = self._shapes.match(payload)
+        if shape is None:
+            return False
+        interval = self._open.get(math.floor(entry.created / self.interval))
+        if interval is None:
+            return False
+        add = shape.add
+        if interval is not shape.interval or add is None:
+            series = interval.series.get(shape.key)
+            if series is None:
+                return False
+            shape.interval = interval
+            shape.add = add = series.adder(shape.kind)
+        if entry.seq < interval.min_seq:  # noqa: PLR1730  (cheaper than a call)
+            interval.min_seq = entry.seq
+        add(payload.get("value"))
+        self.folded += 1
+        return True
+
     def fold(self, entry: Entry) -> None:
-        """Fold one entry into its series. Raises ``InvalidMetricError`` for a bad payload."""
+        """Fold one entry into its series, validating it: the reference path (see
+        :meth:`fold_fast`). Raises ``InvalidMetricError`` for a bad payload."""
         (name, value, unit, kind, labels, _d, _s, _e, _o, _err) = normalize_metric_fields(
             entry.payload
         )
         slot = math.floor(entry.created / self.interval)
         interval = self._open.get(slot)
         if interval is None:
-            interval = self._open[slot] = _Interval(
+            interval = self._open[slot] = Interval(
                 slot * self.interval, self._parts.get(slot, 0), entry.seq
             )
         elif entry.seq < interval.min_seq:
@@ -250,9 +224,9 @@ class Aggregator:
         series.add(value, kind_text)
         self.folded += 1
 
-    @staticmethod
-    def _new_series(kind: MetricType, key: SeriesKey) -> Series:
-        sketch = _new_sketch() if kind in (MetricType.TIMER, MetricType.HISTOGRAM) else None
+    def _new_series(self, kind: MetricType, key: SeriesKey) -> Series:
+        timed = kind in (MetricType.TIMER, MetricType.HISTOGRAM)
+        sketch = BucketSketch(self._keys) if timed else None
         return Series(sketch=sketch, labels=dict(key[3]) if key[3] else None)
 
     # -- shipping -----------------------------------------------------------------------------
@@ -280,6 +254,8 @@ class Aggregator:
         ]
         items: list[bytes] = []
         min_seq: int | None = None
+        if slots:
+            self._shapes.forget_series()  # they may point into the intervals taken
         for slot in sorted(slots):
             interval = self._open.pop(slot)
             self._parts[slot] = interval.part + 1
@@ -297,7 +273,7 @@ class Aggregator:
             for slot in [s for s in self._parts if s < horizon]:
                 del self._parts[slot]
 
-    def _documents(self, interval: _Interval) -> Iterator[bytes]:
+    def _documents(self, interval: Interval) -> Iterator[bytes]:
         start = interval.start
         end = start + self.interval
         index = self._index_of(start)
@@ -306,7 +282,10 @@ class Aggregator:
         millis = round(start * 1000)
         anonymous = b'{"create":{"_index":' + orjson.dumps(index) + b"}}\n"
         for key, series in interval.series.items():
-            doc = self.document(key, series, start_text, end_text, interval.part)
+            try:
+                doc = self.document(key, series, start_text, end_text, interval.part)
+            except Exception:  # a sketch that cannot be read: ship the exact numbers alone
+                doc = self.document(key, series, start_text, end_text, interval.part, False)
             if self._server_ids:
                 yield anonymous + dumps(doc) + b"\n"
                 continue
@@ -315,9 +294,17 @@ class Aggregator:
             yield bulk_pair(index, doc_id, dumps(doc))
 
     def document(
-        self, key: SeriesKey, series: Series, start: str, end: str, part: int
+        self,
+        key: SeriesKey,
+        series: Series,
+        start: str,
+        end: str,
+        part: int,
+        quantiles: bool = True,
     ) -> dict[str, Any]:
-        """The aggregate document of one series (see the module docstring for its fields)."""
+        """The aggregate document of one series (see the module docstring for its fields);
+        without the sketch's fields (quantiles, ``sketch``, ``histogram``) when ``quantiles``
+        is false."""
         name, kind, unit, _labels = key
         metrics: dict[str, Any] = {"name": name, "type": kind}
         if unit is not None:
@@ -334,12 +321,14 @@ class Aggregator:
             metrics["min"] = series.minimum
             metrics["max"] = series.maximum
             sketch = series.sketch
-            if sketch is not None and sketch.count:
+            if quantiles and sketch is not None and sketch.count:
                 for field_name, q in QUANTILES:
-                    metrics[field_name] = _clamp(
-                        sketch.get_quantile_value(q), series.minimum, series.maximum
-                    )
+                    quantile = sketch_quantile(sketch, q)
+                    assert quantile is not None  # the sketch holds values
+                    metrics[field_name] = _clamp(quantile, series.minimum, series.maximum)
                 metrics["sketch"] = sketch_fields(sketch)
+                if self._histogram is not None and self._histogram():
+                    metrics["histogram"] = histogram_fields(metrics["sketch"])
         if part:
             metrics["part"] = part
         doc: dict[str, Any] = {
@@ -364,49 +353,6 @@ def _clamp(value: float, low: float, high: float) -> float:
     return min(max(value, low), high)
 
 
-def merged_quantile(sketches: Mapping[str, Any] | list[Mapping[str, Any]], q: float) -> float:
-    """Quantile ``q`` of one or more ``metrics.sketch`` objects merged (bucket counts added).
-
-    The inverse of :func:`sketch_fields`, for readers of the documents (and the tests): the
-    value returned is the bucket's representative ``2 * gamma ** i / (1 + gamma)``, within the
-    sketch's relative accuracy of a value of that rank. Raises ``ValueError`` when empty.
-    """
-    parts = [sketches] if isinstance(sketches, Mapping) else list(sketches)
-    if not parts:
-        raise ValueError("no sketch")
-    gamma = float(parts[0]["gamma"])
-    offset = float(parts[0].get("index_offset", 0.0))
-    positive: dict[int, float] = {}
-    negative: dict[int, float] = {}
-    zero = 0.0
-    for part in parts:
-        zero += float(part.get("zero_count", 0))
-        for target, store in ((positive, part["positive"]), (negative, part["negative"])):
-            for i, c in zip(store["indexes"], store["counts"], strict=True):
-                target[int(i)] = target.get(int(i), 0.0) + float(c)
-    total = zero + sum(positive.values()) + sum(negative.values())
-    if total <= 0:
-        raise ValueError("empty sketch")
-    rank = q * (total - 1)
-
-    def value_of(index: int) -> float:
-        return float(2 * gamma ** (index - offset) / (1 + gamma))
-
-    seen = 0.0
-    for index in sorted(negative, reverse=True):
-        seen += negative[index]
-        if seen > rank:
-            return -value_of(index)
-    seen += zero
-    if seen > rank:
-        return 0.0
-    for index in sorted(positive):
-        seen += positive[index]
-        if seen > rank:
-            return value_of(index)
-    return value_of(max(positive)) if positive else 0.0
-
-
 def fold_entries(aggregator: Aggregator, entries: list[Entry], stats: Any) -> list[DeadLetter]:
     """Fold ``entries`` into ``aggregator``; return the dead letters of the invalid ones.
 
@@ -415,9 +361,11 @@ def fold_entries(aggregator: Aggregator, entries: list[Entry], stats: Any) -> li
     """
     rejected: list[DeadLetter] = []
     folded, overflowed = aggregator.folded, aggregator.overflowed
+    fast, fold = aggregator.fold_fast, aggregator.fold
     for entry in entries:
         try:
-            aggregator.fold(entry)
+            if not fast(entry):
+                fold(entry)
         except InvalidMetricError as e:
             rejected.append(DeadLetter(f"invalid metric: {e.reason}", record=describe(entry)))
         except Exception as e:

@@ -16,7 +16,29 @@ from typing import Any
 
 import orjson
 
-__all__ = ["DeadLetter", "plain", "plain_key", "safe_repr"]
+__all__ = ["DeadLetter", "plain", "plain_key", "refusal_reason", "safe_repr"]
+
+
+def refusal_reason(status: int, error: Any) -> str:
+    """The ``reason`` of a document the cluster refused: its status, error type and cause.
+
+    For example ``refused by the cluster: HTTP 400 document_parsing_exception
+    (illegal_argument_exception: time series index @timestamp value [...] must be larger than
+    ...)``, what Elasticsearch 8.19 and 9.5 answer for a document outside a time-series index's
+    time bounds. At most about 400 characters; the full error stays in ``error``.
+    """
+    text = f"refused by the cluster: HTTP {status}"
+    if isinstance(error, dict):
+        text += f" {error.get('type', '')}".rstrip()
+        cause = error.get("caused_by")
+        detail = cause if isinstance(cause, dict) else None
+        if detail is not None:
+            text += f" ({detail.get('type', '')}: {str(detail.get('reason', ''))[:300]})"
+        elif error.get("reason"):
+            text += f": {str(error['reason'])[:300]}"
+    elif error is not None:
+        text += f": {str(error)[:300]}"
+    return text
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._breaker import OutageBreaker
-from ._dead_letter import DeadLetter
+from ._dead_letter import DeadLetter, refusal_reason
 from ._shipper import ShipError, Shipper
 
 __all__ = ["CLOSING", "REFUSED", "UNAVAILABLE", "Delivery", "RetryPolicy", "deliver"]
@@ -121,7 +121,9 @@ def deliver(
             out.done += result.done
             out.duplicates += result.duplicates
             out.letters.extend(
-                DeadLetter("refused by the cluster", status=status, error=error, item=remaining[p])
+                DeadLetter(
+                    refusal_reason(status, error), status=status, error=error, item=remaining[p]
+                )
                 for p, status, error in result.dead
             )
         if not retry:

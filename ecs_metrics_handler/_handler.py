@@ -186,6 +186,7 @@ class ElasticECSHandler(BufferingHandler):
         o = self.options
         self.buffer = deque()
         self._seq = SequenceCounter()
+        self._next_seq = self._seq.next
         self._stats = DeliveryStats()
         self._spool = (
             Spool(
@@ -316,10 +317,11 @@ class ElasticECSHandler(BufferingHandler):
                 if type(labels) is dict:
                     payload["labels"] = labels.copy()
             worker = self._worker
-            if worker.runs_here():
+            thread = record.thread
+            if worker.runs_here(thread):
                 return  # something logged from our own worker: never ship it
-            message = _message_of(record)
-            seq = self._seq.next()  # atomic: emit needs no lock
+            message = record.msg if not record.args else _message_of(record)
+            seq = self._next_seq()  # atomic: emit needs no lock
             if self._closed:
                 self._stats.drop("handler closed")
                 return

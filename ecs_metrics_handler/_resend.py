@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._dead_letter import DeadLetter
+from ._dead_letter import DeadLetter, refusal_reason
 from ._shipper import ShipError, Shipper
 
 __all__ = ["SendOutcome", "send_items"]
@@ -95,7 +95,7 @@ def send_items(
         outcome.done += result.done
         outcome.duplicates += result.duplicates
         outcome.letters.extend(
-            DeadLetter("refused by the cluster", status=status, error=error, item=chunk[pos])
+            DeadLetter(refusal_reason(status, error), status=status, error=error, item=chunk[pos])
             for pos, status, error in result.dead
         )
         if result.retry:

@@ -10,6 +10,7 @@ the path :func:`~ecs_metrics_handler.replay` uses too.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -79,7 +80,15 @@ class Sender:
             shipper.close()
 
     def run(self) -> None:
-        """The sender thread's loop; returns once the worker is stopping and nothing is queued."""
+        """The sender thread's loop; returns once the worker is stopping and nothing is queued.
+
+        When the templates wait to be installed with the ``histogram`` detection (aggregation
+        on), they are tried first, before any batch waits: the first interval's documents are
+        then usually built knowing the answer. A cluster that does not answer yet is retried
+        before the first request, as always.
+        """
+        if self._templates.detects_histogram:
+            self._install_early()
         while True:
             batch = self._ledger.next_batch(
                 self._sender_wait(),
@@ -96,6 +105,11 @@ class Sender:
                 self._reporter.error("sender", "ecs_metrics_handler: sender failed", exc_info=True)
                 if batch is not None:
                     self._ledger.give_up(batch, batch.unacknowledged(), "internal error")
+
+    def _install_early(self) -> None:
+        # the cluster is away (or the client cannot be built): retried before the first request
+        with contextlib.suppress(Exception):
+            self._templates.ensure(self._get_shipper())
 
     def _sender_wait(self) -> float:
         if self.spool_waiting and self._spool is not None:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._client_serializers import elasticsearch_serializers
 from ._config import AuthType, Backend, HandlerOptions
 from ._redact import redact_text
 from ._tls import tls_failure_cause
@@ -282,12 +283,7 @@ class ElasticsearchShipper(_LazyClient):
             kwargs["client_cert"] = o.client_cert
         if o.client_key:
             kwargs["client_key"] = o.client_key
-        try:
-            from elasticsearch.serializer import OrjsonSerializer
-
-            kwargs["serializer"] = OrjsonSerializer()
-        except ImportError:  # pragma: no cover - elasticsearch-py < 8.13
-            pass
+        kwargs["serializers"] = elasticsearch_serializers()
         if o.auth_type is AuthType.BASIC_AUTH:
             kwargs["basic_auth"] = tuple(o.auth_details or ("", ""))
         elif o.auth_type is AuthType.API_KEY:

@@ -34,6 +34,7 @@ __all__ = [
     "make_time_series",
     "read_template_file",
     "template_name",
+    "with_histogram",
 ]
 
 COMPONENT_TEMPLATE_FILE: Final = "ecs-metrics-component-template.json"
@@ -128,6 +129,19 @@ def make_time_series(component: dict[str, Any], index: dict[str, Any]) -> None:
     settings = index.setdefault("template", {}).setdefault("settings", {})
     settings["index"] = {"mode": "time_series", "routing_path": list(ROUTING_PATH)}
     index["_meta"]["description"] += " (time-series indices)"
+
+
+def with_histogram(component: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the component template body that maps ``metrics.histogram`` as ``histogram``.
+
+    The ``histogram`` field type comes with Elasticsearch's x-pack analytics module: a cluster
+    without it (OpenSearch, the ``integ-test-zip`` distributions) refuses this body with a
+    ``400 mapper_parsing_exception``; see :func:`~._template_install.lacks_histogram_type`.
+    """
+    body = copy.deepcopy(component)
+    metrics = body["template"]["mappings"]["properties"]["metrics"]["properties"]
+    metrics["histogram"] = {"type": "histogram"}
+    return body
 
 
 def _field(mappings: dict[str, Any], path: str) -> dict[str, Any]:

@@ -123,6 +123,12 @@ class Worker:
         self._queue_high_water = max(1, int(max_queue_records * 0.8))
         self._clock = clock
         self._wall_clock = wall_clock
+        # With aggregation, the installer detects whether the cluster maps ``histogram``; the
+        # sender installs the templates as soon as it starts (see Sender.run), and aggregate
+        # documents built once that is known carry ``metrics.histogram``.
+        installer = TemplateInstaller(
+            templates, reporter, histogram=aggregation_interval is not None
+        )
         #: with ``aggregation_interval``: the series the batcher folds entries into
         self._aggregator = (
             None
@@ -136,6 +142,7 @@ class Worker:
                 dataset=builder.options.resolved_event_dataset,
                 pid=builder.pid,
                 server_ids=server_ids,
+                histogram=installer.histogram_mapped.is_set,
             )
         )
         #: flush() calls so far, and the count the batcher last shipped open series for
@@ -164,7 +171,7 @@ class Worker:
             policy=RetryPolicy(
                 max_retries, partial(backoff_delay, initial=backoff_initial, maximum=backoff_max)
             ),
-            templates=TemplateInstaller(templates, reporter),
+            templates=installer,
             folder=self._folder,
             stats=stats,
             reporter=reporter,
@@ -217,9 +224,14 @@ class Worker:
             self.wake()
         return True
 
-    def runs_here(self) -> bool:
-        """Whether the calling thread is one of this worker's (whose records are never shipped)."""
-        return threading.get_ident() in self._thread_ids
+    def runs_here(self, thread: int | None = None) -> bool:
+        """Whether ``thread`` (default: the calling thread) is one of this worker's.
+
+        Records made on the worker's threads are never shipped. The handler passes the
+        record's ``thread`` (None when ``logging.logThreads`` is off), which also catches a
+        worker record that reaches the handler through another thread (a ``QueueListener``).
+        """
+        return (threading.get_ident() if thread is None else thread) in self._thread_ids
 
     def wake(self) -> None:
         """Ask the batcher to take what is queued now."""

@@ -21,8 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 _TESTS = Path(__file__).resolve().parent
+
+# Property tests: a CI run (CI=true) tries the same examples every time, so that whether it
+# passes depends on the code alone; a local run draws new ones each time, and
+# HYPOTHESIS_PROFILE=explore draws ten times as many.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=1000, print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "default")
+)
 
 
 def _load_servers_module() -> Any:

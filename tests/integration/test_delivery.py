@@ -546,9 +546,12 @@ def weakref_to(handler: logging.Handler) -> Any:
 def test_memory_stays_flat_through_a_long_outage(tmp_path: Path) -> None:
     """500,000 metrics into a dead port with a failure folder, logged flat out: memory is
     bounded by the queue, not by the count (RSS grows less than 48 MiB between 250,000 and
-    500,000, where one document kept per metric would add about 100 MiB), and no metric is
-    dropped: the logging call waits for the worker instead, and the worker never waits on the
-    disk (the full million is measured by benchmarks/bench_memory.py)."""
+    500,000, where one document kept per metric would add about 100 MiB), and every metric is
+    spooled or counted under the documented policy: a full queue makes the logging call wait
+    for the worker, at most 1 s with a failure folder, and only then drops (a disk that stalls
+    the spooler for longer on a busy machine). The drop count is printed; more than 1 % would
+    mean the worker waits on the disk, which it must not (the full million is measured by
+    benchmarks/bench_memory.py)."""
     code = textwrap.dedent(
         """
         import logging, sys, psutil
@@ -563,20 +566,25 @@ def test_memory_stays_flat_through_a_long_outage(tmp_path: Path) -> None:
             if i % 250_000 == 0:
                 marks[i] = proc.memory_info().rss
         h.flush(120)
-        print(marks[250_000], marks[500_000], h.stats()["spooled"], h.stats()["dropped"])
+        s = h.stats()
+        reasons = ",".join(sorted(s["dropped_reasons"])).replace(" ", "_") or "-"
+        print(marks[250_000], marks[500_000], s["spooled"], s["dropped"], s["pending"], reasons)
         """
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, timeout=600, check=False
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    at_250k, at_500k, spooled, dropped = (int(x) for x in proc.stdout.split())
+    *numbers, reasons = proc.stdout.decode().split()
+    at_250k, at_500k, spooled, dropped, pending = (int(x) for x in numbers)
     growth_mib = (at_500k - at_250k) / 2**20
     print(
         f"\nRSS at 250k: {at_250k / 2**20:.0f} MiB, "
-        f"at 500k: {at_500k / 2**20:.0f} MiB (+{growth_mib:.1f})"
+        f"at 500k: {at_500k / 2**20:.0f} MiB (+{growth_mib:.1f}); dropped {dropped} ({reasons})"
     )
-    assert (spooled, dropped) == (500_000, 0)
+    assert spooled + dropped == 500_000 and pending == 0
+    assert reasons == ("in-memory_queue_full_(max_queue_records)" if dropped else "-")
+    assert dropped <= 5_000
     assert growth_mib < 48
 
 

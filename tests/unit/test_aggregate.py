@@ -241,6 +241,48 @@ def test_quantiles_are_within_the_stated_relative_error(values: list[float]) -> 
             assert abs(got - exact) <= RELATIVE_ACCURACY * exact * (1 + 1e-9)
 
 
+@pytest.mark.parametrize(
+    "extreme", [sys.float_info.max, 1.7637650858249372e308, -sys.float_info.max]
+)
+def test_timers_at_the_edge_of_the_float_range_keep_finite_quantiles(extreme: float) -> None:
+    """A magnitude beyond the sketch's range counts in its top bucket: no overflow, the
+    interval's other series still ship."""
+    agg = make_aggregator()
+    agg.fold(entry(3.1, {"name": "ok", "type": "timer", "value": 5.0}))
+    agg.fold(entry(3.2, {"name": "huge", "type": "timer", "value": extreme}))
+    by_name = {d["metrics"]["name"]: d["metrics"] for _, d in documents(agg.take(None)[0])}
+    assert set(by_name) == {"ok", "huge"}
+    huge = by_name["huge"]
+    for field, q in QUANTILES:
+        assert math.isfinite(huge[field]) and (huge[field] > 0) == (extreme > 0)
+        assert abs(huge[field] - extreme) <= RELATIVE_ACCURACY * abs(extreme)
+        merged = merged_quantile(huge["sketch"], q)  # the top bucket's value
+        assert math.isfinite(merged) and (merged > 0) == (extreme > 0)
+        assert sys.float_info.max / 1.03 <= abs(merged) <= sys.float_info.max
+    assert huge["max"] == huge["min"] == extreme
+
+
+def test_a_sketch_that_cannot_be_read_still_ships_the_exact_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should reading a sketch fail, its series ships count/sum/min/max; nothing is lost."""
+    import ecs_metrics_handler._aggregate as module
+
+    def broken(sketch: Any, q: float) -> float:
+        raise OverflowError("math range error")
+
+    monkeypatch.setattr(module, "sketch_quantile", broken)
+    agg = make_aggregator()
+    for v in (1.0, 3.0):
+        agg.fold(entry(3.1, {"name": "t", "type": "timer", "value": v}))
+    agg.fold(entry(3.2, {"name": "hits", "type": "counter", "value": 2}))
+    by_name = {d["metrics"]["name"]: d["metrics"] for _, d in documents(agg.take(None)[0])}
+    assert by_name["hits"]["sum"] == 2
+    timer = by_name["t"]
+    assert (timer["count"], timer["sum"], timer["min"], timer["max"]) == (2, 4.0, 1.0, 3.0)
+    assert "p50" not in timer and "sketch" not in timer
+
+
 def test_sketches_of_two_intervals_merge_to_the_quantiles_of_all_values() -> None:
     """metrics.sketch holds bucket counts: merging two documents' sketches stays accurate."""
     agg = make_aggregator()

@@ -389,6 +389,42 @@ def test_records_logged_by_the_worker_thread_are_not_shipped(logger: logging.Log
     root_probe.removeHandler(handler)
 
 
+def test_worker_records_relayed_by_a_queue_listener_are_not_shipped(
+    logger: logging.Logger,
+) -> None:
+    """A QueueListener hands the worker's own records to the handler on another thread:
+    they are recognised by the thread that made them, so shipping cannot feed itself."""
+    import logging.handlers
+    import queue
+
+    cluster = FakeCluster()
+    handler, _ = make(cluster, ship_log_records=True)
+    relay: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(relay, handler)
+    probe = logging.getLogger(f"relayed.{uuid.uuid4().hex[:6]}")
+    probe.addHandler(logging.handlers.QueueHandler(relay))
+    probe.propagate = False
+    original = cluster.bulk
+
+    def logging_bulk(**kwargs: Any) -> Any:
+        probe.warning("logged from inside the worker")
+        return original(**kwargs)
+
+    cluster.bulk = logging_bulk  # type: ignore[method-assign]
+    listener.start()
+    try:
+        probe.warning("logged by the application")
+        logger.addHandler(handler)
+        logger.info("m", extra=metric("m", 1))
+        assert handler.flush(5)  # the bulk request logs a warning on the worker's thread
+        listener.stop()  # every relayed record has been handled now
+        assert handler.flush(5)
+        messages = sorted(d.get("message") for d in cluster.documents())
+        assert messages == ["logged by the application", "m"]
+    finally:
+        probe.handlers.clear()
+
+
 def test_dictconfig_rerun_under_a_hanging_cluster_spools_without_waiting(tmp_path: Path) -> None:
     """dictConfig closes old handlers under logging's module lock: no wait on the worker there."""
     name = f"test.rerun.{uuid.uuid4().hex[:8]}"
