@@ -19,7 +19,7 @@ Percentiles (50, 95, 99; none for counters):
   TDigest estimate (approximate; close to exact for small counts);
 * any aggregated documents: their ``metrics.sketch`` objects are fetched (at most
   ``fetch_limit`` documents per row) and merged with
-  :func:`~ecs_metrics_handler._aggregate.merged_quantile`, within 1 % of a value of that
+  :func:`~ecs_metrics_handler._sketch.merged_quantile`, within 1 % of a value of that
   rank. When the same row also has raw documents, their values (at most ``fetch_limit``) are
   put into a sketch of the same accuracy and merged too, so the percentiles cover every value
   with one error bound. Past the limit the row is marked ``capped`` and its percentiles come
@@ -39,12 +39,12 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._aggregate import merged_quantile
 from ._check import _reason, _Requests
 from ._config import HandlerOptions
 from ._report_format import PERCENTS, MetricRow, TimeRange
 from ._report_sketch import merge_sketches, values_sketch
 from ._shipper import ElasticsearchShipper, OpenSearchShipper, make_shipper
+from ._sketch import merged_quantile
 from .exceptions import EcsMetricsHandlerError
 
 __all__ = [

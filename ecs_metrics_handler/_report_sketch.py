@@ -1,7 +1,7 @@
 """Sketches for the report: raw values put into a ``metrics.sketch`` object, and many merged.
 
 :mod:`ecs_metrics_handler._aggregate` writes each aggregated document's DDSketch as a
-``metrics.sketch`` object and reads them with :func:`~ecs_metrics_handler._aggregate.merged_quantile`.
+``metrics.sketch`` object and reads them with :func:`~ecs_metrics_handler._sketch.merged_quantile`.
 The report merges the stored sketches of a metric once (:func:`merge_sketches`) and, when the
 metric also has raw documents, adds their values as a sketch of the same mapping
 (:func:`values_sketch`), so that one error bound (the sketch's relative accuracy) covers all.

@@ -206,9 +206,9 @@ def test_raw_values_merge_with_a_stored_sketch_of_the_same_mapping(
     stored: list[float], raw: list[float]
 ) -> None:
     pytest.importorskip("ddsketch")
-    from ecs_metrics_handler._aggregate import _new_sketch, sketch_fields
+    from ecs_metrics_handler._sketch import BucketSketch, KeyCache, sketch_fields
 
-    sketch = _new_sketch()
+    sketch = BucketSketch(KeyCache())
     for value in stored:
         sketch.add(value)
     fields = sketch_fields(sketch)
