@@ -1,10 +1,15 @@
-"""Command line: ``python -m ecs_metrics_handler demo | replay | check | install-template | ...``.
+"""Command line: ``python -m ecs_metrics_handler demo | report | replay | check | ...``.
 
 ``demo``
     Ships a few realistic metrics (timed calls, gauges, a counter, a failing call) to
     ``--hosts`` or ``$ELASTICSEARCH_URL``. With neither, it starts a local node with the
     project's ``scripts/nodes.py`` when run from a source checkout with Java available;
-    otherwise the documents go to the failure folder. It always says where they are.
+    otherwise the documents go to the failure folder. It always says where they are, and ends
+    with their report when they reached a cluster (see ``_demo.py``).
+``report``
+    Per metric name, type and unit over a time range (``--since``, ``--from``/``--to``): count,
+    rate, sum, average, p50/p95/p99 and a spark line of the rate, over raw and aggregated
+    documents alike (see ``_metrics_report.py``).
 ``replay FOLDER``
     Sends the spooled segments of a failure folder to the cluster (see :func:`replay`): only
     the handler's own ``create`` lines into ``--index``/``--data-stream`` (or ``--allow-index``
@@ -23,35 +28,26 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import logging
 import os
-import random
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.parse
 from collections.abc import Sequence
-from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any
 
 from ._check import check_cluster
 from ._config import HandlerOptions
+from ._demo import run_demo
 from ._handler import ElasticECSHandler
-from ._metric import metric
+from ._metrics_report import DEFAULT_FETCH_LIMIT, ReportError, metrics_report, report_target
 from ._replay import replay
+from ._report_format import render_json, render_table, time_range
 from ._shipper import describe_error
-from ._timing import timed
 from ._tls import warn_if_plain_http
-from .exceptions import EcsMetricsHandlerError
+from .exceptions import ConfigurationError, EcsMetricsHandlerError
 
 __all__ = ["main"]
-
-_DEMO_NODE = "ecs-metrics-demo"
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
@@ -124,113 +120,9 @@ def _connection_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _find_nodes_script() -> Path | None:
-    for base in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        candidate = base / "scripts" / "nodes.py"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _start_local_node() -> tuple[str | None, str]:
-    """Start a node with scripts/nodes.py; return (url or None, what happened)."""
-    script = _find_nodes_script()
-    if script is None:
-        return None, "scripts/nodes.py not found (not a source checkout)"
-    if shutil.which("java") is None:
-        return None, "Java is not installed"
-    print(
-        f"demo: starting a local Elasticsearch node with {script} (first start downloads it)",
-        flush=True,
-    )
-    proc = subprocess.run(
-        [sys.executable, str(script), "start", "--name", _DEMO_NODE],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    urls = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("http")]
-    if proc.returncode != 0 or not urls:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return None, "the local node did not start: " + " | ".join(tail)
-    return urls[-1], f"a local node runs ({sys.executable} {script} stop {_DEMO_NODE} stops it)"
-
-
 def _demo(args: argparse.Namespace) -> int:
     options = _connection_options(args)
-    note = "using the cluster given"
-    if "hosts" not in options:
-        note = "--offline: no cluster"
-        if not args.offline:
-            url, note = _start_local_node()
-            if url:
-                options["hosts"] = [url]
-    folder = args.folder or tempfile.mkdtemp(prefix="ecs-metrics-demo-")
-    offline = "hosts" not in options
-    if offline:
-        # Nothing answers there: the documents land in the failure folder, ready to replay.
-        options["hosts"] = ["http://127.0.0.1:9"]
-        options["max_retries"] = 0
-    handler = ElasticECSHandler(
-        es_index_name=args.index,
-        flush_failure_folder=folder,
-        service_name="checkout-demo",
-        es_additional_fields={"service": {"environment": "demo"}},
-        install_template=not offline,
-        **options,
-    )
-    log = logging.getLogger("ecs_metrics_handler.metrics.demo")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    log.addHandler(handler)
-
-    @timed("db.query", logger=log, labels={"table": "orders"})
-    def query_orders() -> int:
-        time.sleep(random.uniform(0.002, 0.01))
-        return 3
-
-    @timed("payment.authorize", logger=log)
-    async def authorize(amount: float) -> bool:
-        await asyncio.sleep(0.005)
-        if amount > 100:
-            raise RuntimeError("card declined")
-        return True
-
-    for _ in range(5):
-        query_orders()
-    for amount in (20.0, 50.0, 250.0):
-        with contextlib.suppress(RuntimeError):
-            asyncio.run(authorize(amount))
-    log.info(
-        "queue depth",
-        extra=metric("queue.depth", 17, unit="jobs", type="gauge", labels={"queue": "emails"}),
-    )
-    log.info("orders placed", extra=metric("orders.placed", 2, type="counter"))
-    with timed("report.render", logger=log):
-        time.sleep(0.003)
-
-    delivered = handler.flush(timeout=20)
-    stats = handler.stats()
-    handler.close()
-    log.removeHandler(handler)
-    print(f"demo: {stats['emitted']} metrics emitted; {note}")
-    if not offline and delivered and stats["spooled"] == 0:
-        print(
-            f"demo: {stats['shipped']} documents indexed into {handler.options.hosts[0]} "
-            f"index pattern {args.index}-*"
-        )
-        print(
-            f"demo: look: curl -s '{handler.options.hosts[0]}/{args.index}-*/_search?size=3&pretty'"
-        )
-    else:
-        print(f"demo: {stats['spooled']} documents written to the failure folder {folder}")
-        print(
-            "demo: replay them with: python -m ecs_metrics_handler replay "
-            f"{folder} --index {args.index} --hosts URL"
-        )
-    print("demo: counters: " + json.dumps(stats, sort_keys=True))
-    return 0
+    return run_demo(options, index=args.index, folder=args.folder, offline=args.offline)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -274,6 +166,30 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    options = _connection_options(args)
+    if args.data_stream:
+        options["data_stream"] = args.data_stream
+    opts = HandlerOptions.from_kwargs(es_index_name=args.index, **options)
+    window = time_range(
+        since=args.since, start=args.start, end=args.end, now=datetime.now(timezone.utc)
+    )
+    if not 1 <= args.buckets <= 200:
+        raise ConfigurationError("--buckets", "a number of buckets from 1 to 200", args.buckets)
+    if not 1 <= args.fetch_limit <= DEFAULT_FETCH_LIMIT:
+        raise ConfigurationError("--fetch-limit", "from 1 to 10000", args.fetch_limit)
+    try:
+        rows = metrics_report(
+            opts, window, names=args.name, buckets=args.buckets, fetch_limit=args.fetch_limit
+        )
+    except ReportError as e:
+        print(f"report: error: {e}", file=sys.stderr)
+        return 1
+    render = render_json if args.json else render_table
+    print(render(rows, report_target(opts), window, args.buckets))
+    return 0
+
+
 def _template_handler(args: argparse.Namespace, **options: Any) -> ElasticECSHandler:
     if args.data_stream:
         options["data_stream"] = args.data_stream
@@ -301,6 +217,35 @@ def _print_template(args: argparse.Namespace) -> int:
     body = templates if args.part == "all" else templates[args.part]
     print(json.dumps(body, indent=2, sort_keys=True))
     return 0
+
+
+def _report_parser(sub: Any) -> None:
+    rpt = sub.add_parser("report", help="per metric over a time range: count, rate, avg, p50/95/99")
+    _connection_args(rpt)
+    rpt.add_argument(
+        "--index", default="python_metrics", help="index prefix (default: python_metrics)"
+    )
+    rpt.add_argument("--data-stream", help="a data stream name instead of an index prefix")
+    rpt.add_argument("--since", help="the range ends at --to and lasts this long (default: 15m)")
+    rpt.add_argument("--from", dest="start", help="the range's start, ISO 8601 (UTC if no offset)")
+    rpt.add_argument("--to", dest="end", help="the range's end, ISO 8601 (default: now)")
+    rpt.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="only this metric name; * and ? are wildcards (repeatable)",
+    )
+    rpt.add_argument(
+        "--buckets", type=int, default=30, help="time buckets of the spark line (default: 30)"
+    )
+    rpt.add_argument(
+        "--fetch-limit",
+        type=int,
+        default=DEFAULT_FETCH_LIMIT,
+        help="documents fetched per metric to merge sketches (default: 10000)",
+    )
+    rpt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rpt.set_defaults(func=_report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -358,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the handler will install the template (check that privilege too)",
     )
     chk.set_defaults(func=_check)
+
+    _report_parser(sub)
 
     for name, func, helptext in (
         ("install-template", _install_template, "install the index templates"),

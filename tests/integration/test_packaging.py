@@ -75,6 +75,8 @@ def test_the_built_wheel_installs_alone_and_runs_the_demo_and_an_example(
     indexed = re.search(r"demo: (\d+) documents indexed", demo)
     assert indexed, demo
     assert _count(es_client, f"{unique_name}-*") == int(indexed.group(1)) > 0
+    assert f"report: {unique_name}-* from " in demo  # the demo ends with its report
+    assert re.search(r"^db\.query +timer +ms +raw +5 ", demo, re.M), demo
 
     example_prefix = f"{unique_name}-ex"
     _run(
