@@ -42,12 +42,20 @@ from ._enums import AuthType, Backend, IndexMode, IndexNameFrequency, IndexTimez
 from ._fields import FrozenDict, coerce_env_fields, coerce_fields, empty_mapping, iter_leaves, thaw
 from ._hosts import DEFAULT_HOST, DEFAULT_HOSTS, DEFAULT_PORT, coerce_hosts, parse_hosts
 from ._index_names import (
+    DEFAULT_INDEX_NAME,
     INDEX_DATE_SUFFIX_BYTES,
     MAX_INDEX_NAME_BYTES,
     elastic_data_stream_parts,
-    validate_data_stream_name,
     validate_index_name,
     validate_index_prefix,
+)
+from ._option_coercions import (
+    coerce_aggregation_interval,
+    coerce_data_stream,
+    coerce_index_mode,
+    coerce_max_queue_records,
+    coerce_metric_key,
+    coerce_retry_backoff_max,
 )
 from ._redact import mask, redact_option
 from ._tls import coerce_ca_certs, coerce_client_cert, coerce_client_key
@@ -84,18 +92,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_INDEX_NAME: Final = "python_metrics"
 #: The key of a :class:`Declaration` in a :class:`HandlerOptions` field's metadata.
 _DECLARATION: Final = "ecs_metrics_handler.option"
-#: Attributes of :class:`logging.LogRecord`; ``extra`` may not overwrite them.
-_RESERVED_RECORD_KEYS: Final = frozenset(
-    {
-        "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName",
-        "levelname", "levelno", "lineno", "message", "module", "msecs", "msg", "name",
-        "pathname", "process", "processName", "relativeCreated", "stack_info", "taskName",
-        "thread", "threadName",
-    }
-)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,74 +143,6 @@ def _default_service_name() -> str:
     if path.stem == "__main__":
         return path.parent.name or "python"
     return path.stem or "python"
-
-
-# ---------------------------------------------------------------- coercions of single options
-
-
-def _coerce_max_queue_records(option: str, value: object, buffer_size: int) -> int:
-    records = coerce_int(option, value, minimum=1)
-    if records < buffer_size:
-        raise ConfigurationError(option, f"an integer >= buffer_size ({buffer_size})", records)
-    return records
-
-
-def _coerce_retry_backoff_max(option: str, value: object, backoff_initial: float) -> float:
-    backoff_max = coerce_float(option, value, minimum=0)
-    if backoff_max < backoff_initial:
-        raise ConfigurationError(
-            option, f"a number >= retry_backoff_initial ({backoff_initial})", value
-        )
-    return backoff_max
-
-
-def _coerce_data_stream(option: str, value: object, es_index_name: str) -> str | None:
-    if value is None:
-        return None
-    name = validate_data_stream_name(option, value)
-    if es_index_name != DEFAULT_INDEX_NAME:
-        raise ConfigurationError(
-            option,
-            "not to be combined with es_index_name (a data stream replaces dated indices)",
-            name,
-        )
-    return name
-
-
-def _coerce_aggregation_interval(option: str, value: object) -> float | None:
-    if value is None:
-        return None
-    interval = coerce_float(option, value, minimum=0, exclusive=True)
-    from ._aggregate import require_ddsketch  # only a handler that aggregates needs ddsketch
-
-    require_ddsketch(option)
-    return interval
-
-
-def _coerce_index_mode(
-    option: str, value: object, aggregation_interval: float | None, backend: Backend
-) -> IndexMode:
-    mode = coerce_enum(option, value, enum_cls=IndexMode)
-    if mode is IndexMode.TIME_SERIES:
-        if backend is Backend.OPENSEARCH:
-            raise ConfigurationError(
-                option, "'standard' with backend opensearch (it has no time-series mode)", value
-            )
-        if aggregation_interval is None:
-            raise ConfigurationError(
-                option,
-                "'standard' unless aggregation_interval is set (one document per metric would "
-                "collide on the _id a time-series index derives from dimensions and time)",
-                value,
-            )
-    return mode
-
-
-def _coerce_metric_key(option: str, value: object) -> str:
-    key = coerce_str(option, value)
-    if key in _RESERVED_RECORD_KEYS:
-        raise ConfigurationError(option, "a key that is not a LogRecord attribute", key)
-    return key
 
 
 # ---------------------------------------------------------------------------------- options
@@ -271,7 +201,7 @@ class HandlerOptions:
     #: The calendar of the index date.
     index_name_timezone: IndexTimezone = option(IndexTimezone.UTC, member_of(IndexTimezone))
     #: When set, every document goes to this data stream instead of dated indices.
-    data_stream: str | None = option(None, _coerce_data_stream, after=("es_index_name",))
+    data_stream: str | None = option(None, coerce_data_stream, after=("es_index_name",))
     #: Nested fields deep-merged into every document (dotted keys expanded).
     es_additional_fields: Mapping[str, Any] = mapping_option(coerce_fields)
     #: Nested fields whose leaves are environment variable NAMES, read at each document.
@@ -286,7 +216,7 @@ class HandlerOptions:
     #: Ship ordinary records (no metric payload) as ECS log events too.
     ship_log_records: bool = option(False, coerce_bool)
     #: The ``extra`` key that carries a metric payload.
-    metric_key: str = option("metric", _coerce_metric_key)
+    metric_key: str = option("metric", coerce_metric_key)
     #: ``service.name``; None means :attr:`resolved_service_name`.
     service_name: str | None = option(None, coerce_optional_str)
     #: ``service.version`` and ``service.environment`` when set.
@@ -304,10 +234,10 @@ class HandlerOptions:
     retry_backoff_initial: float = option(0.5, number(above=0))
     #: Longest retry delay in seconds (>= retry_backoff_initial).
     retry_backoff_max: float = option(
-        30.0, _coerce_retry_backoff_max, after=("retry_backoff_initial",)
+        30.0, coerce_retry_backoff_max, after=("retry_backoff_initial",)
     )
     #: Records held in memory before the handler drops (and counts) new ones (>= buffer_size).
-    max_queue_records: int = option(30_000, _coerce_max_queue_records, after=("buffer_size",))
+    max_queue_records: int = option(30_000, coerce_max_queue_records, after=("buffer_size",))
     #: Serialised bytes held in memory waiting to ship or to be spooled (> 0; 12 MiB).
     max_pending_bytes: int = option(12 << 20, integer(above=0))
     #: Seconds ``flush()`` and ``close()`` may block (> 0).
@@ -315,12 +245,12 @@ class HandlerOptions:
     #: Install the index (or data stream) template when the worker starts.
     install_template: bool = option(False, coerce_bool)
     #: Seconds of one aggregation interval (> 0); None ships one document per metric.
-    aggregation_interval: float | None = option(None, _coerce_aggregation_interval)
+    aggregation_interval: float | None = option(None, coerce_aggregation_interval)
     #: Series per aggregation interval before new ones fold into overflow series (> 0).
     max_series: int = option(10_000, integer(above=0))
     #: ``time_series``: the template makes time-series indices (needs aggregation_interval).
     index_mode: IndexMode = option(
-        IndexMode.STANDARD, _coerce_index_mode, after=("aggregation_interval", "backend")
+        IndexMode.STANDARD, coerce_index_mode, after=("aggregation_interval", "backend")
     )
 
     def __repr__(self) -> str:

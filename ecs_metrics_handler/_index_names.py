@@ -7,6 +7,7 @@ from typing import Final
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "DEFAULT_INDEX_NAME",
     "ELASTIC_DATA_STREAM_TYPES",
     "INDEX_DATE_SUFFIX_BYTES",
     "MAX_INDEX_NAME_BYTES",
@@ -16,6 +17,8 @@ __all__ = [
     "validate_index_prefix",
 ]
 
+#: The default index prefix (option ``es_index_name``).
+DEFAULT_INDEX_NAME: Final = "python_metrics"
 #: Elasticsearch refuses index names longer than this many bytes of UTF-8.
 MAX_INDEX_NAME_BYTES: Final = 255
 #: Bytes an index prefix must leave free for the longest date suffix, ``"-YYYY.MM.DD"``.
