@@ -87,7 +87,7 @@ def measure(n: int = 20_000, repeat: int = 5) -> dict[str, float]:
     )
 
     builder = handler.make_document_builder()
-    namer = handler._worker._namer
+    namer = handler._worker._batcher._namer
     payloads = [e.payload for e in entries]
     records = entries  # an entry is read like a record
 

@@ -3,15 +3,12 @@
 Started on first use, daemon threads:
 
 ``batcher``
-    Wakes when ``buffer_size`` records wait, every ``flush_frequency_in_sec``, or on
-    ``flush()``. Takes the captured entries off the handler's queue and turns them into a
-    batch (:func:`~._batching.build_batch`) for the :class:`~._ledger.Ledger`. It never
-    touches the network or the disk, so when the sender is stuck it keeps memory bounded:
-    batches beyond ``max_pending_bytes`` go to the spooler. With ``aggregation_interval`` it
-    folds metrics into the :class:`~._aggregate.Aggregator`'s series instead, and ships the
-    documents of each interval once it ended (it then also wakes at interval boundaries), and
-    of every open one on ``flush()`` and when stopping; until then the ledger holds those
-    records (:meth:`~._ledger.Ledger.hold`) so that ``flush()`` waits for them.
+    :class:`~._batcher.Batcher`: wakes when ``buffer_size`` records wait, every
+    ``flush_frequency_in_sec``, or on ``flush()``, and builds the captured entries into
+    batches for the :class:`~._ledger.Ledger` (with ``aggregation_interval``, folds metrics
+    into series and ships each interval's documents once it ended). It never touches the
+    network or the disk, so when the sender is stuck it keeps memory bounded: batches beyond
+    ``max_pending_bytes`` go to the spooler.
 
 ``sender``
     :class:`~._sender.Sender`: ships one batch at a time with :func:`~._delivery.deliver`
@@ -39,18 +36,16 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from ._aggregate import CLOSE_GRACE, Aggregator, fold_entries
+from ._aggregate import Aggregator
 from ._backoff import backoff_delay
-from ._batching import build_batch
+from ._batcher import Batcher
 from ._breaker import OutageBreaker
 from ._capture import Entry
-from ._dead_letter import DeadLetter
 from ._delivery import CLOSING, RetryPolicy
 from ._document import DocumentBuilder
-from ._encoder import BulkEncoder
 from ._folder_writer import FolderWriter
 from ._index import IndexNamer
-from ._ledger import Batch, Ledger, SpillJob
+from ._ledger import Ledger, SpillJob
 from ._report import Reporter
 from ._sender import SEGMENT_BYTES, Sender
 from ._shipper import Shipper
@@ -106,31 +101,21 @@ class Worker:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
-        self._build_source = builder.build_source
-        encoder = BulkEncoder(builder, namer, id_prefix)
-        self._encode = encoder.encode if encoder.enabled else None
-        self._namer = namer
-        self._spool = spool
         self._folder = FolderWriter(spool, stats, reporter)
-        self._stats = stats
         self._reporter = reporter
-        self._id_prefix = id_prefix
-        self._bulk_docs = max(buffer_size, _MIN_BULK_DOCS)
+        bulk_docs = max(buffer_size, _MIN_BULK_DOCS)
         self._interval = flush_interval
         self._max_queue = max_queue_records
         self._wake_at = buffer_size
         self._room_wait_steps = _ROOM_WAIT_STEPS if spool is None else _ROOM_WAIT_STEPS_SPOOLING
-        self._queue_high_water = max(1, int(max_queue_records * 0.8))
         self._clock = clock
-        self._wall_clock = wall_clock
         # With aggregation, the installer detects whether the cluster maps ``histogram``; the
         # sender installs the templates as soon as it starts (see Sender.run), and aggregate
         # documents built once that is known carry ``metrics.histogram``.
         installer = TemplateInstaller(
             templates, reporter, histogram=aggregation_interval is not None
         )
-        #: with ``aggregation_interval``: the series the batcher folds entries into
-        self._aggregator = (
+        aggregator = (
             None
             if aggregation_interval is None
             else Aggregator(
@@ -145,15 +130,11 @@ class Worker:
                 histogram=installer.histogram_mapped.is_set,
             )
         )
-        #: flush() calls so far, and the count the batcher last shipped open series for
-        self._flush_requests = 0
-        self._flushes_served = 0
 
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._halt = threading.Event()  # stop sending now: what is left goes to the spool
         self._batcher_done = threading.Event()  # the spooler's last jobs are handed in
-        self._closing = False
         #: while closing, the clock time after which nothing more is built or waited for
         self._out_of_time_at = float("inf")
         # ``max_pending_bytes`` bounds both halves of what waits in memory as documents:
@@ -175,14 +156,34 @@ class Worker:
             folder=self._folder,
             stats=stats,
             reporter=reporter,
-            chunk_docs=self._bulk_docs,
+            chunk_docs=bulk_docs,
             interval=flush_interval,
             halt=self._halt,
             stopping=self._stopping,
         )
+        self._batcher = Batcher(
+            queue,
+            self._ledger,
+            self._breaker,
+            builder=builder,
+            namer=namer,
+            id_prefix=id_prefix,
+            aggregator=aggregator,
+            stats=stats,
+            reporter=reporter,
+            spooling=spool is not None,
+            chunk_docs=bulk_docs,
+            interval=flush_interval,
+            max_queue_records=max_queue_records,
+            wall_clock=wall_clock,
+            out_of_time=self._out_of_time,
+            wake=self._wake,
+            halt=self._halt,
+            stopping=self._stopping,
+            done=self._batcher_done,
+        )
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
-        self._wake_pending = False  # one wake-up per batch, not per record
         self._thread_ids: frozenset[int] = frozenset()
         self._started = False
 
@@ -197,7 +198,7 @@ class Worker:
             self._threads = [
                 threading.Thread(target=run, name=f"ecs-metrics-{name}", daemon=True)
                 for name, run in (
-                    ("batcher", self._run_batcher),
+                    ("batcher", self._batcher.run),
                     ("sender", self._sender.run),
                     ("spooler", self._run_spooler),
                 )
@@ -220,7 +221,7 @@ class Worker:
         queue.append(entry)
         if not self._started:
             self.start()
-        if len(queue) >= self._wake_at and not self._wake_pending:
+        if len(queue) >= self._wake_at and not self._batcher.wake_pending:
             self.wake()
         return True
 
@@ -235,8 +236,7 @@ class Worker:
 
     def wake(self) -> None:
         """Ask the batcher to take what is queued now."""
-        self._wake_pending = True
-        self._wake.set()
+        self._batcher.wake()
 
     def _wait_for_room(self) -> bool:
         """Overload: the application logs faster than the worker builds documents. Wait a little.
@@ -244,7 +244,7 @@ class Worker:
         A short, bounded pause throttles the application to the worker's pace instead of
         losing metrics; returns whether room appeared.
         """
-        if not self._wake_pending:
+        if not self._batcher.wake_pending:
             self.wake()
         queue = self._queue
         for _ in range(self._room_wait_steps):
@@ -264,17 +264,17 @@ class Worker:
             if not self._queue:
                 return True
             self.start()
-        self._flush_requests += 1  # the batcher then ships the open aggregation series too
+        self._batcher.count_flush()  # the batcher then ships the open aggregation series too
         self.wake()
         deadline = self._clock() + timeout
         ledger = self._ledger
         with ledger.cond:
-            while not ledger.settled_through(target_seq, self._queue_head):
+            while not ledger.settled_through(target_seq, self._batcher.queue_head):
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return False
                 ledger.cond.wait(min(remaining, 0.1))
-                head = self._queue_head()
+                head = self._batcher.queue_head()
                 if head is not None and head <= target_seq:
                     self._wake.set()
         return True
@@ -288,7 +288,7 @@ class Worker:
         Idempotent.
         """
         start = self._clock()
-        self._closing = True  # from now on a backlog goes to the spooler instead of waiting
+        self._batcher.closing = True  # from now on a backlog goes to the spooler instead of waiting
         if wait_for_delivery and self._started:
             self.flush(target_seq, timeout)
         end = start + timeout + _JOIN_GRACE
@@ -301,9 +301,7 @@ class Worker:
         batcher, sender, spooler = self._threads if self._threads else (None, None, None)
         self._join(batcher, self._out_of_time_at)
         if batcher is None or not batcher.is_alive():
-            self._drain()  # never started, or died: build what is queued from here
-            self._ship_aggregates(None)
-            self._batcher_done.set()
+            self._batcher.finish_here()  # never started, or died: build what is queued here
         self._join(spooler, self._out_of_time_at)
         self._write_all(CLOSING)
         self._drop_unbuilt()
@@ -322,128 +320,6 @@ class Worker:
 
     def _out_of_time(self) -> bool:
         return self._clock() >= self._out_of_time_at
-
-    def _queue_head(self) -> int | None:
-        try:
-            return self._queue[0].seq
-        except IndexError:
-            return None
-
-    # -- batcher ----------------------------------------------------------------------------
-
-    def _run_batcher(self) -> None:
-        try:
-            while True:
-                self._wake.wait(self._wait_time())
-                self._wake.clear()
-                self._wake_pending = False
-                # Read before draining: what a flush() waits for was queued before it asked.
-                flushes = self._flush_requests
-                now = self._wall_clock()
-                try:
-                    self._drain()
-                    if self._aggregator is not None:
-                        stopping = self._stopping.is_set()
-                        everything = stopping or flushes != self._flushes_served
-                        self._flushes_served = flushes
-                        self._ship_aggregates(None if everything else now)
-                except Exception:  # pragma: no cover - a bug; never let the thread die silently
-                    self._reporter.error(
-                        "batcher", "ecs_metrics_handler: batcher failed", exc_info=True
-                    )
-                if self._stopping.is_set() and (not self._queue or self._out_of_time()):
-                    if self._aggregator is not None:
-                        self._ship_aggregates(None)
-                    return
-        finally:
-            self._batcher_done.set()
-
-    def _must_spill(self) -> bool:
-        """Whether a backlog over ``max_pending_bytes`` goes to the spooler now.
-
-        While the cluster is merely slow the batcher waits instead (back-pressure), leaving
-        records in the queue; it spills when the cluster is down, when the handler is
-        closing (so that a stuck cluster does not leave the whole queue to the last second),
-        or, with a failure folder, when the queue nears ``max_queue_records``.
-        """
-        if self._breaker.down or self._closing:
-            return True
-        # Without a failure folder a spill is a drop: keep waiting, the queue's own bound
-        # (and emit's short wait for room) decides instead.
-        return self._spool is not None and len(self._queue) >= self._queue_high_water
-
-    def _drain(self) -> None:
-        queue = self._queue
-        ledger = self._ledger
-        while queue and not self._out_of_time():
-            ledger.wait_for_room(self._must_spill)
-            ledger.building(self._queue_head())
-            entries: list[Entry] = []
-            try:
-                for _ in range(self._bulk_docs):
-                    entries.append(queue.popleft())
-            except IndexError:
-                pass
-            self._add_batch(entries)
-
-    def _wait_time(self) -> float:
-        """Seconds the batcher sleeps: the flush interval, or less when an interval is due."""
-        aggregator = self._aggregator
-        if aggregator is None:
-            return self._interval
-        step = aggregator.interval
-        now = self._wall_clock()
-        due = (now // step + 1) * step + CLOSE_GRACE - now
-        return max(0.0, min(self._interval, due))
-
-    def _add_batch(self, entries: list[Entry]) -> None:
-        """Build ``entries`` into a batch for the ledger; their rejects go to the spooler."""
-        if not entries:
-            self._ledger.building(None)
-            return
-        first_seq = min(e.seq for e in entries)
-        rejected: list[DeadLetter] = []
-        if self._aggregator is not None:
-            # Metrics fold into series; plain log records (ship_log_records) stay documents.
-            events = [e for e in entries if e.payload is None]
-            rejected = fold_entries(
-                self._aggregator, [e for e in entries if e.payload is not None], self._stats
-            )
-            self._ledger.hold(self._aggregator.held_min_seq())
-            entries = events
-        batch = None
-        if entries:
-            batch, built_rejects = build_batch(
-                entries, self._build_source, self._namer, self._id_prefix, self._encode
-            )
-            rejected.extend(built_rejects)
-        if rejected:
-            self._stats.add("invalid", len(rejected))
-            self._reporter.warning(
-                "invalid",
-                "ecs_metrics_handler: %d record(s) could not become documents, first: %s",
-                len(rejected),
-                rejected[0].reason,
-            )
-            if self._spool is not None:
-                self._ledger.add_letters(rejected, first_seq)
-        if batch is None:
-            self._ledger.building(None)
-        else:
-            self._ledger.add(batch, must_spill=self._must_spill, closing=self._halt.is_set())
-
-    def _ship_aggregates(self, now: float | None) -> None:
-        """The documents of the intervals ended before ``now`` (all when None) into the ledger."""
-        aggregator = self._aggregator
-        if aggregator is None:
-            return
-        items, min_seq = aggregator.take(now)
-        if items and min_seq is not None:
-            self._stats.add("aggregates", len(items))
-            batch = Batch(items=items, min_seq=min_seq, nbytes=sum(len(i) for i in items))
-            # Until hold() below, the old hold still covers these records: flush sees no gap.
-            self._ledger.add(batch, must_spill=self._must_spill, closing=self._halt.is_set())
-        self._ledger.hold(aggregator.held_min_seq())
 
     # -- spooler ----------------------------------------------------------------------------
 

@@ -120,9 +120,9 @@ def test_twenty_thousand_label_sets_against_max_series_stay_bounded_and_exact(
         for i in range(20_000):
             log.info("c", extra=metric("jobs.done", i % 7, type="counter", labels={"job": i}))
             if i % 2000 == 1999:
-                held.append(handler._worker._aggregator.series_count())  # type: ignore[union-attr]
+                held.append(handler._worker._batcher._aggregator.series_count())  # type: ignore[union-attr]
         assert handler.flush(60)
-        held.append(handler._worker._aggregator.series_count())  # type: ignore[union-attr]
+        held.append(handler._worker._batcher._aggregator.series_count())  # type: ignore[union-attr]
         stats = handler.stats()
     finally:
         log.removeHandler(handler)
