@@ -39,12 +39,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._bulk_outcome import describe_error
 from ._check import check_cluster
 from ._config import HandlerOptions
 from ._handler import ElasticECSHandler
 from ._metric import metric
 from ._replay import replay
-from ._shipper import describe_error
 from ._timing import timed
 from ._tls import warn_if_plain_http
 from .exceptions import EcsMetricsHandlerError
