@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ._bulk_outcome import describe_error
 from ._config import Backend, HandlerOptions
-from ._shipper import ElasticsearchShipper, OpenSearchShipper, describe_error, make_shipper
+from ._shipper import ElasticsearchShipper, OpenSearchShipper, make_shipper
 
 __all__ = ["Finding", "check_cluster"]
 

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._breaker import OutageBreaker
+from ._bulk_outcome import ShipError
 from ._dead_letter import DeadLetter, refusal_reason
-from ._shipper import ShipError, Shipper
+from ._shipper import Shipper
 
 __all__ = ["CLOSING", "REFUSED", "UNAVAILABLE", "Delivery", "RetryPolicy", "deliver"]
 

@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ._bulk_outcome import ShipError
 from ._dead_letter import DeadLetter, refusal_reason
-from ._shipper import ShipError, Shipper
+from ._shipper import Shipper
 
 __all__ = ["SendOutcome", "send_items"]
 

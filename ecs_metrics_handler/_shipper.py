@@ -1,18 +1,12 @@
-"""Sending bulk bodies to Elasticsearch or OpenSearch, and judging the answer per item.
+"""Sending bulk bodies to Elasticsearch or OpenSearch: the two backends behind :class:`Shipper`.
 
-A :class:`Shipper` takes a ready NDJSON body of ``create`` operations and returns a
-:class:`BulkResult` that sorts every item into done, retry or dead letter:
-
-* ``2xx``, and ``409`` on ``create`` (the document id is ours: a retry or a replay whose
-  first send had landed) -> done;
-* ``429`` and ``5xx`` -> retry;
-* any other status (a mapping conflict, a document the server refuses) -> dead letter, with
-  the server's reason.
-
-A failure of the whole request raises :class:`ShipError`: connection errors, timeouts, ``429``
-and ``5xx`` are ``retryable``; anything else (``401``, ``403``, ``413``...) is not, and the
-caller keeps the documents in the failure folder rather than dead-lettering them, since the
-documents themselves are not at fault.
+A shipper takes a ready NDJSON body of ``create`` operations and returns the
+:class:`~._bulk_outcome.BulkResult` that :func:`~._bulk_outcome.judge` makes of the answer (every
+item done, retry or dead letter). A failure of the whole request raises the
+:class:`~._bulk_outcome.ShipError` of :func:`~._bulk_outcome.bulk_failure`: connection errors,
+timeouts, ``429`` and ``5xx`` are ``retryable``; anything else (``401``, ``403``, ``413``...) is
+not, and the caller keeps the documents in the failure folder rather than dead-lettering them,
+since the documents themselves are not at fault.
 
 The clients are built lazily on first use, in the worker thread, so that a fork never shares
 a connection pool. Requests-based auth (Kerberos, AWS SigV4) goes through ``http_auth=`` with
@@ -25,105 +19,29 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._bulk_outcome import (
+    BulkResult,
+    ClientErrors,
+    bulk_failure,
+    elasticsearch_errors,
+    judge,
+    opensearch_errors,
+)
 from ._client_serializers import elasticsearch_serializers
 from ._config import AuthType, Backend, HandlerOptions
-from ._redact import redact_text
-from ._tls import tls_failure_cause
 from .exceptions import ConfigurationError, MissingDependencyError
 
 __all__ = [
-    "BulkResult",
     "ElasticsearchShipper",
     "OpenSearchShipper",
-    "ShipError",
     "Shipper",
-    "describe_error",
-    "judge",
     "make_shipper",
 ]
 
 # Only what judging needs comes back from the server: a much smaller answer to parse.
 _FILTER_PATH = "errors,items.*.status,items.*.error"
-
-
-class ShipError(Exception):
-    """The whole bulk request failed. ``retryable`` says whether trying again may help."""
-
-    def __init__(self, reason: str, *, retryable: bool, status: int | None = None) -> None:
-        self.reason = reason
-        self.retryable = retryable
-        self.status = status
-        super().__init__(reason)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_ship_error, (self.reason, self.retryable, self.status))
-
-
-def _rebuild_ship_error(reason: str, retryable: bool, status: int | None) -> ShipError:
-    return ShipError(reason, retryable=retryable, status=status)
-
-
-@dataclass(slots=True)
-class BulkResult:
-    """Per-item outcome of one bulk request; positions index the request's items."""
-
-    done: int = 0
-    duplicates: int = 0
-    retry: list[int] = field(default_factory=list)
-    dead: list[tuple[int, int, Any]] = field(default_factory=list)  # (position, status, error)
-
-
-def judge(body: Mapping[str, Any], count: int) -> BulkResult:
-    """Sort the ``count`` items of a bulk answer ``body`` into done / retry / dead letter.
-
-    Pure. An answer with ``errors: false`` and one item per document sent is all done. An
-    answer that is not a bulk answer (no ``errors`` flag, no ``items`` list: a proxy's ``{}``)
-    proves nothing, so every item is marked retry; so are the items missing from an answer
-    with fewer items than sent (a proxy that truncates).
-    """
-    result = BulkResult()
-    items = body.get("items")
-    if "errors" not in body or not isinstance(items, list):
-        result.retry = list(range(count))
-        return result
-    if not body["errors"] and len(items) == count:
-        result.done = count
-        return result
-    for position in range(count):
-        if position >= len(items):
-            result.retry.append(position)
-            continue
-        item = items[position]
-        op: Any = next(iter(item.values()), {}) if isinstance(item, Mapping) else {}
-        status = _status_of(op)
-        if 200 <= status < 300:
-            result.done += 1
-        elif status == 409:
-            result.done += 1
-            result.duplicates += 1
-        elif status == 429 or status >= 500 or status == 0:
-            result.retry.append(position)
-        else:
-            result.dead.append((position, status, op.get("error")))
-    return result
-
-
-def _status_of(op: Any) -> int:
-    """An item's HTTP status; 0 (retry) when the item is not what a bulk answer holds."""
-    if not isinstance(op, Mapping):
-        return 0
-    try:
-        return int(op.get("status", 0) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def is_retryable_status(status: int | None) -> bool:
-    """Whether a whole-request HTTP status is worth retrying."""
-    return status is None or status == 429 or status >= 500
 
 
 class Shipper(Protocol):
@@ -228,8 +146,23 @@ def check_optional_dependencies(options: HandlerOptions) -> None:
             ) from e
 
 
+def _tls_files(options: HandlerOptions) -> dict[str, str]:
+    """The ``ca_certs``, ``client_cert`` and ``client_key`` arguments of either client (paths
+    to PEM files), only those set."""
+    files = {
+        "ca_certs": options.ca_certs,
+        "client_cert": options.client_cert,
+        "client_key": options.client_key,
+    }
+    return {name: path for name, path in files.items() if path}
+
+
 class _LazyClient:
-    """A client built on first use (in the worker thread), or an injected one left open."""
+    """A client built on first use (in the worker thread), or an injected one left open.
+
+    Sends bulk bodies and judges the answers; a subclass says how to build its library's
+    client, send a body with it, read the answer, and which exceptions the library raises.
+    """
 
     def __init__(self, options: HandlerOptions, client: Any = None) -> None:
         self._options = options
@@ -247,9 +180,35 @@ class _LazyClient:
                     self._client = self._build()
         return self._client
 
+    def _client_errors(self) -> ClientErrors:
+        raise NotImplementedError
+
+    def _send_bulk(self, client: Any, body: bytes) -> Any:
+        raise NotImplementedError
+
+    def _answer_body(self, response: Any) -> Mapping[str, Any]:
+        """The bulk answer as a mapping; the response itself unless a subclass wraps it."""
+        body: Mapping[str, Any] = response
+        return body
+
     def client(self) -> Any:
         """The client, built on first use (in the calling thread)."""
         return self._get()
+
+    def bulk(self, body: bytes, count: int) -> BulkResult:
+        """Send ``body`` (``count`` create operations) and judge the answer per item.
+
+        Blocking, bounded by the request timeout. A failure of the whole request raises the
+        :class:`~._bulk_outcome.ShipError` of :func:`~._bulk_outcome.bulk_failure`.
+        """
+        errors = self._client_errors()
+        client = self._get()
+        try:
+            response = self._send_bulk(client, body)
+        except Exception as e:
+            # The product check or anything unforeseen: never let it kill the worker.
+            raise bulk_failure(e, errors, self._options) from e
+        return judge(self._answer_body(response), count)
 
     def close(self) -> None:
         """Close the client this object built; an injected client is the caller's to close."""
@@ -277,12 +236,7 @@ class ElasticsearchShipper(_LazyClient):
         }
         if not o.verify_ssl:
             kwargs["ssl_show_warn"] = False
-        if o.ca_certs:
-            kwargs["ca_certs"] = o.ca_certs
-        if o.client_cert:
-            kwargs["client_cert"] = o.client_cert
-        if o.client_key:
-            kwargs["client_key"] = o.client_key
+        kwargs.update(_tls_files(o))
         kwargs["serializers"] = elasticsearch_serializers()
         if o.auth_type is AuthType.BASIC_AUTH:
             kwargs["basic_auth"] = tuple(o.auth_details or ("", ""))
@@ -296,32 +250,15 @@ class ElasticsearchShipper(_LazyClient):
                 kwargs["node_class"] = requests_node_class()
         return Elasticsearch(**kwargs)
 
-    def bulk(self, body: bytes, count: int) -> BulkResult:
-        from elastic_transport import ConnectionError as TransportConnectionError
-        from elastic_transport import TransportError
-        from elasticsearch import ApiError
+    def _client_errors(self) -> ClientErrors:
+        return elasticsearch_errors()
 
-        client = self._get()
-        try:
-            resp = client.bulk(operations=body, filter_path=_FILTER_PATH)
-        except ApiError as e:
-            status = getattr(e, "status_code", None) or getattr(
-                getattr(e, "meta", None), "status", None
-            )
-            raise ShipError(
-                f"bulk request refused: HTTP {status}: {_auth_hint(self._options, status)}"
-                f"{describe_error(e)}",
-                retryable=is_retryable_status(status),
-                status=status,
-            ) from e
-        except (TransportConnectionError, TransportError) as e:
-            raise ShipError(f"cluster unreachable: {describe_error(e)}", retryable=True) from e
-        except Exception as e:
-            # The product check or anything unforeseen: never let it kill the worker.
-            raise ShipError(
-                f"bulk request failed: {type(e).__name__}: {describe_error(e)}", retryable=True
-            ) from e
-        return judge(resp.body, count)
+    def _send_bulk(self, client: Any, body: bytes) -> Any:
+        return client.bulk(operations=body, filter_path=_FILTER_PATH)
+
+    def _answer_body(self, response: Any) -> Mapping[str, Any]:
+        body: Mapping[str, Any] = response.body
+        return body
 
     def put_templates(self, templates: Mapping[str, Mapping[str, Any]]) -> None:
         client = self._get()
@@ -363,12 +300,7 @@ class OpenSearchShipper(_LazyClient):
         }
         if any(h.startswith("https://") for h in o.hosts):
             kwargs["use_ssl"] = True
-        if o.ca_certs:
-            kwargs["ca_certs"] = o.ca_certs
-        if o.client_cert:
-            kwargs["client_cert"] = o.client_cert
-        if o.client_key:
-            kwargs["client_key"] = o.client_key
+        kwargs.update(_tls_files(o))
         if o.auth_type is AuthType.BASIC_AUTH:
             kwargs["http_auth"] = tuple(o.auth_details or ("", ""))
         elif o.auth_type is AuthType.API_KEY:
@@ -382,28 +314,11 @@ class OpenSearchShipper(_LazyClient):
                 kwargs["connection_class"] = requests_connection_class()
         return OpenSearch(**kwargs)
 
-    def bulk(self, body: bytes, count: int) -> BulkResult:
-        from opensearchpy.exceptions import ConnectionError as OSConnectionError
-        from opensearchpy.exceptions import TransportError as OSTransportError
+    def _client_errors(self) -> ClientErrors:
+        return opensearch_errors()
 
-        client = self._get()
-        try:
-            resp = client.bulk(body=body, filter_path=_FILTER_PATH)
-        except OSConnectionError as e:  # includes timeouts
-            raise ShipError(f"cluster unreachable: {describe_error(e)}", retryable=True) from e
-        except OSTransportError as e:
-            status = e.status_code if isinstance(e.status_code, int) else None
-            raise ShipError(
-                f"bulk request refused: HTTP {status}: {_auth_hint(self._options, status)}"
-                f"{describe_error(e)}",
-                retryable=is_retryable_status(status),
-                status=status,
-            ) from e
-        except Exception as e:
-            raise ShipError(
-                f"bulk request failed: {type(e).__name__}: {describe_error(e)}", retryable=True
-            ) from e
-        return judge(resp, count)
+    def _send_bulk(self, client: Any, body: bytes) -> Any:
+        return client.bulk(body=body, filter_path=_FILTER_PATH)
 
     def put_templates(self, templates: Mapping[str, Mapping[str, Any]]) -> None:
         client = self._get()
@@ -437,22 +352,3 @@ def make_shipper(options: HandlerOptions, client: Any = None) -> Shipper:
     if options.backend is Backend.OPENSEARCH:
         return OpenSearchShipper(options, client)
     return ElasticsearchShipper(options, client)
-
-
-def _auth_hint(options: HandlerOptions, status: int | None) -> str:
-    """What a ``401`` means under ``KERBEROS_AUTH`` (requests-kerberos sends the request
-    without a token when the process has no usable ticket), else ``""``."""
-    if status == 401 and options.auth_type is AuthType.KERBEROS_AUTH:
-        return (
-            "Kerberos authentication failed (no usable Kerberos credentials for the cluster's "
-            "HTTP/<host> service: run kinit or check KRB5CCNAME, the keytab and the URL's "
-            "host name): "
-        )
-    return ""
-
-
-def describe_error(e: BaseException, limit: int = 300) -> str:
-    """What a report says of a client error: a TLS failure's cause (``_tls.py``) or the error's
-    text, redacted, at most ``limit`` characters."""
-    text = redact_text(tls_failure_cause(e) or str(e) or type(e).__name__)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

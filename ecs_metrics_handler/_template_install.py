@@ -2,7 +2,7 @@
 
 :class:`TemplateInstaller` runs before each request of the sender (live batches and replays)
 until the templates are in: a cluster that cannot be reached or is busy (no answer, ``429``,
-``5xx``) raises a retryable :class:`~._shipper.ShipError`, which the delivery logic treats like
+``5xx``) raises a retryable :class:`~._bulk_outcome.ShipError`, which the delivery logic treats like
 any failed request; a cluster that answers and refuses (``401``/``403``: a writer without the
 template privilege; ``400``: a template it does not accept) is reported once with what to do,
 and documents ship without the templates. Used from the sender thread only.
@@ -23,8 +23,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ._bulk_outcome import ShipError, describe_error
 from ._report import Reporter
-from ._shipper import ShipError, Shipper, describe_error
+from ._shipper import Shipper
 from ._templates import with_histogram
 
 __all__ = ["TemplateInstaller", "http_status", "lacks_histogram_type"]

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from ._bulk_outcome import describe_error
 from ._check import check_cluster
 from ._config import HandlerOptions
 from ._demo import run_demo
@@ -43,7 +44,6 @@ from ._handler import ElasticECSHandler
 from ._metrics_report import DEFAULT_FETCH_LIMIT, ReportError, metrics_report, report_target
 from ._replay import replay
 from ._report_format import render_json, render_table, time_range
-from ._shipper import describe_error
 from ._tls import warn_if_plain_http
 from .exceptions import ConfigurationError, EcsMetricsHandlerError
 

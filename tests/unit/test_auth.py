@@ -197,8 +197,9 @@ def test_a_401_under_kerberos_says_the_kerberos_authentication_failed(
     """A refused request names Kerberos and what to check (kinit, KRB5CCNAME), only under
     KERBEROS_AUTH; the error stays not retryable (the documents go to the failure folder)."""
     pytest.importorskip("requests_kerberos")
+    from ecs_metrics_handler._bulk_outcome import ShipError
     from ecs_metrics_handler._config import HandlerOptions
-    from ecs_metrics_handler._shipper import ShipError, make_shipper
+    from ecs_metrics_handler._shipper import make_shipper
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuser)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecs_metrics_handler._breaker import OutageBreaker
+from ecs_metrics_handler._bulk_outcome import BulkResult, ShipError, judge
 from ecs_metrics_handler._delivery import (
     CLOSING,
     REFUSED,
@@ -25,7 +26,6 @@ from ecs_metrics_handler._delivery import (
     RetryPolicy,
     deliver,
 )
-from ecs_metrics_handler._shipper import BulkResult, ShipError, judge
 
 REACTIONS = [
     "ok",

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecs_metrics_handler._bulk_outcome import BulkResult, ShipError
 from ecs_metrics_handler._resend import send_items
-from ecs_metrics_handler._shipper import BulkResult, ShipError
 
 
 def _pair(i: int) -> bytes:

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from ecs_metrics_handler._shipper import ShipError, is_retryable_status, judge
+from ecs_metrics_handler._bulk_outcome import ShipError, is_retryable_status, judge
 
 
 def _item(status: int, error: dict[str, str] | None = None) -> dict[str, dict[str, object]]:

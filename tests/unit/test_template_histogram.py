@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from ecs_metrics_handler import ElasticECSHandler, metric
+from ecs_metrics_handler._bulk_outcome import BulkResult, ShipError
 from ecs_metrics_handler._dead_letter import refusal_reason
 from ecs_metrics_handler._report import Reporter
-from ecs_metrics_handler._shipper import BulkResult, ShipError
 from ecs_metrics_handler._template_install import TemplateInstaller, lacks_histogram_type
 from ecs_metrics_handler._templates import load_templates
 
