@@ -24,7 +24,7 @@ Layout of ``flush_failure_folder`` (created with mode ``0o700``, files ``0o600``
 
 ``*.claimed-<pid>-<token>``
     A segment being replayed by process ``pid``; given back if that process died (the token
-    tells a process from an earlier one with the same pid).
+    tells a process from an earlier one with the same pid; see :mod:`._claims`).
 
 Anything else under a segment name (a directory, FIFO, socket, symlink) is skipped without
 being opened for reading in a way that could block, and reported once.
@@ -43,8 +43,9 @@ The folder is a trust boundary. Whoever can write it can plant segments, so:
   indices (or data stream), with the handler's form of id. Everything else goes to a
   ``quarantined-*`` file whose ``.reason`` lists why, and is counted in :attr:`Spool.untrusted`.
 
-Every file is written to a temporary name, fsynced, then renamed, so a crash never leaves a
-half-written segment under a segment name. The folder has a size cap
+Every file is written to a temporary name, fsynced, then renamed
+(:func:`~._atomic_file.write_atomic`), so a crash never leaves a half-written segment under
+a segment name. The folder has a size cap
 (``flush_failure_folder_max_bytes``): when a write would exceed it the write is refused and
 the caller counts the documents as dropped with the reason ``failure folder full`` (the
 oldest data is kept: it is the data that has waited longest for an outage to end).
@@ -63,12 +64,14 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._atomic_file import write_atomic
+from ._claims import claimed_name, recover_stale_claims
 from ._dead_letter import DeadLetter
 from ._folder_trust import UntrustedFolderError, folder_distrust, make_private_dirs
 from ._segment_file import (
@@ -91,8 +94,6 @@ __all__ = [
 SEGMENT_PREFIX = "segment-"
 DEAD_LETTER_PREFIX = "dead-letter-"
 SUFFIX = ".ndjson"
-_CLAIM = ".claimed-"
-_TMP_PREFIX = ".tmp-"
 QUARANTINE_PREFIX = "quarantined-"
 
 
@@ -112,7 +113,7 @@ class Claim:
     def release(self, remaining: Sequence[bytes]) -> None:
         """Put ``remaining`` documents back under the segment's original name, for a later try."""
         if remaining:
-            self.spool._write_atomic(self.spool.folder / self.name, remaining)
+            write_atomic(self.spool.folder / self.name, remaining)
             self.spool._adjust(sum(len(item) for item in remaining))
         self.spool._remove(self.path)
 
@@ -185,7 +186,7 @@ class Spool:
                     return False
             self._size += size
         try:
-            self._write_atomic(self.folder / self._new_name(prefix), parts)
+            write_atomic(self.folder / self._new_name(prefix), parts)
         except BaseException:
             self._adjust(-size)
             raise
@@ -201,10 +202,10 @@ class Spool:
         """
         self._ensure_folder()
         target = self.folder / self._new_name(QUARANTINE_PREFIX)
-        self._write_atomic(target, items)
+        write_atomic(target, items)
         self._adjust(sum(len(item) for item in items))
         with contextlib.suppress(OSError):
-            self._write_atomic(
+            write_atomic(
                 target.with_name(target.name + ".reason"),
                 (reason.encode("utf-8", "replace") + b"\n",),
             )
@@ -247,7 +248,7 @@ class Spool:
             if not stat.S_ISREG(mode):
                 self.unreadable[path.name] = "not a regular file"
                 continue
-            claimed = path.with_name(f"{path.name}{_CLAIM}{os.getpid()}-{self._token}")
+            claimed = claimed_name(path, self._token)
             try:
                 os.rename(path, claimed)
             except FileNotFoundError:
@@ -287,7 +288,7 @@ class Spool:
         target = self.quarantine([item for item, _ in refused], refusal_text(refused))
         old_size = os.lstat(claimed).st_size
         if accepted:
-            self._write_atomic(claimed, accepted)
+            write_atomic(claimed, accepted)
             self._adjust(sum(len(item) for item in accepted) - old_size)
         else:
             self._remove(claimed)
@@ -296,22 +297,7 @@ class Spool:
 
     def recover_stale_claims(self) -> int:
         """Give back segments claimed by processes that no longer run. Returns how many."""
-        try:
-            names = os.listdir(self.folder)
-        except FileNotFoundError:
-            return 0
-        recovered = 0
-        for name in names:
-            base, sep, owner = name.rpartition(_CLAIM)
-            pid_text, _, token = owner.partition("-")
-            if not sep or not base or not pid_text.isdigit():
-                continue
-            if not _claim_is_stale(int(pid_text), token, self._token):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(self.folder / name, self.folder / base)
-                recovered += 1
-        return recovered
+        return recover_stale_claims(self.folder, self._token)
 
     def size(self) -> int:
         """Bytes held in segments (scanned once, then tracked)."""
@@ -368,58 +354,6 @@ class Spool:
         stamp = datetime.fromtimestamp(self._clock(), timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         return f"{prefix}{stamp}-{os.getpid()}-{next(self._counter):06d}{SUFFIX}"
 
-    def _write_atomic(self, target: Path, parts: Sequence[bytes]) -> None:
-        """Write ``parts`` in order to a fresh temporary file, fsync it, rename it to ``target``.
-
-        The parts are joined in pieces of at most 1 MiB, so a segment never exists twice in
-        memory and no single call holds the GIL for long. The temporary name is unpredictable
-        and created exclusively, never through a symlink; it is removed when anything fails (a
-        full disk), so nothing is left behind.
-        """
-        tmp = target.with_name(f"{_TMP_PREFIX}{secrets.token_hex(8)}-{target.name}")
-        fd = os.open(tmp, _WRITE_FLAGS, 0o600)
-        try:
-            try:
-                for piece in _pieces(parts, _WRITE_CHUNK):
-                    view = memoryview(piece)
-                    while view:
-                        written = os.write(fd, view[:_WRITE_CHUNK])
-                        view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(target.parent)
-
-
-_WRITE_FLAGS = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
-#: one write() call at most this many bytes: the GIL is released during each call anyway
-_WRITE_CHUNK = 1 << 20
-
-
-def _pieces(parts: Sequence[bytes], limit: int) -> Iterator[bytes]:
-    """``parts`` joined into consecutive pieces of about ``limit`` bytes (a larger part alone)."""
-    group: list[bytes] = []
-    size = 0
-    for part in parts:
-        if group and size + len(part) > limit:
-            yield b"".join(group)
-            group, size = [], 0
-        group.append(part)
-        size += len(part)
-    if group:
-        yield b"".join(group)
-
 
 def _iso(ts: float) -> str:
     return (
@@ -427,40 +361,3 @@ def _iso(ts: float) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
-
-
-def _claim_is_stale(pid: int, token: str, own_token: str) -> bool:
-    """Whether a claim by (``pid``, ``token``) was left by a process that no longer runs.
-
-    A claim carrying this process's pid is ours only if it carries our token too: otherwise
-    an earlier process with the same pid (PID 1 in a restarted container, a reused pid) left
-    it. A claim of another pid is live while that pid runs.
-    """
-    if pid == os.getpid():
-        return token != own_token
-    return not _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(
-            folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-        )
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

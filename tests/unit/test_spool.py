@@ -217,7 +217,7 @@ def test_a_planted_symlink_at_a_temporary_name_is_never_followed(
     victim.write_bytes(b"precious")
     folder = tmp_path / "spool"
     folder.mkdir(mode=0o700)
-    monkeypatch.setattr("ecs_metrics_handler._spool.secrets.token_hex", lambda n=8: "guessed")
+    monkeypatch.setattr("ecs_metrics_handler._atomic_file.secrets.token_hex", lambda n=8: "guessed")
     spool = Spool(folder, clock=lambda: 0.0)
     name = f"segment-19700101T000000.000000Z-{os.getpid()}-000001.ndjson"
     (folder / f".tmp-guessed-{name}").symlink_to(victim)
