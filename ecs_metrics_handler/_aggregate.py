@@ -46,19 +46,27 @@ Folding: :meth:`Aggregator.fold` validates each payload (``normalize_metric_fiel
 builds its series key. Most payloads repeat a shape seen before with a new value;
 :meth:`Aggregator.fold_fast` recognises those (:class:`~._series.PayloadShapes`) and adds the
 value to the series directly, giving the same documents. Both run on the batcher thread.
+:meth:`Aggregator.fold_now` is that fast path on the application's thread: it folds a metric
+of a known shape into a series that exists already, without capturing or queueing it, when
+the aggregator's lock is free and nothing older waits in the queue; otherwise (and for
+anything it does not know) the metric is queued for the batcher as before.
 
 ``max_series`` caps the series of one interval: a metric of a new series beyond the cap is
 folded into its metric name's overflow series (labels ``{"overflow": "true"}``) and counted in
 ``stats()["aggregated_overflow"]``. So memory holds at most ``max_series`` series plus one
 overflow series per metric name (a few KiB each for timers, less for counters and gauges).
 
-Not thread-safe: only the batcher thread (or ``close()`` once it stopped) calls it.
+Thread-safety: :attr:`Aggregator.lock` guards the series. The batcher holds it while it
+takes entries from the queue and folds them, and while it takes intervals;
+:meth:`Aggregator.fold_now` only tries it (never waits). Everything else is called by the
+batcher thread alone (or by ``close()`` once it stopped).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -103,6 +111,9 @@ OVERFLOW_LABELS: Final = (("overflow", "true"),)
 #: may still be on their way into the queue (a thread descheduled between creating the
 #: record and queueing it). One that arrives later still counts, as a further part.
 CLOSE_GRACE: Final = 0.25
+
+
+_floor: Final = math.floor  # a global: cheaper to reach than the module's attribute
 
 
 def require_ddsketch(option: str = "aggregation_interval") -> None:
@@ -158,10 +169,42 @@ class Aggregator:
         #: records folded so far, and those of them that went to overflow series
         self.folded = 0
         self.overflowed = 0
+        #: records folded on application threads by fold_now (counted in ``aggregated``)
+        self.folded_now = 0
+        #: held by the batcher around taking entries and folding them, and around take()
+        self.lock = threading.Lock()
         self._keys = KeyCache()
         self._shapes = PayloadShapes(2 * max_series + 1024)
 
     # -- folding ------------------------------------------------------------------------------
+
+    def fold_now(self, payload: Any, created: float, seq: int) -> bool | None:
+        """Fold a metric on the calling (application) thread, if it can be done at once.
+
+        ``payload`` is the record's own, uncopied: it is read here and not kept. Folds, and
+        returns True, only when the lock is free (it never waits), ``payload`` has a shape
+        seen before, its series exists in the interval of ``created`` (epoch seconds) and
+        ``seq`` is not older than that interval's records (the ledger's hold covers it).
+        Otherwise folds nothing and returns None when the lock was busy (the batcher is at
+        work), False for the rest (the batcher has a series to open or a payload to
+        validate); the caller then queues the metric for the batcher. Never raises. The
+        caller checks first that its queue is empty, so that nothing folded here overtakes
+        an older record of the same thread.
+        """
+        lock = self.lock
+        if not lock.acquire(False):
+            return None
+        try:
+            found = self._known_series(payload, created, learn=False)
+            if found is None or seq < found[0].min_seq:
+                return False
+            found[1](payload.get("value"))
+            self.folded_now += 1
+            return True
+        except Exception:  # an odd payload: the batcher's validating path says what is wrong
+            return False
+        finally:
+            lock.release()
 
     def fold_fast(self, entry: Entry) -> bool:
         """Fold ``entry`` into its series if its payload has a shape seen before (see
@@ -169,27 +212,39 @@ class Aggregator:
 
         Returns False, folding nothing, for anything else: the caller then calls
         :meth:`fold`, which validates, creates intervals and series and handles overflow.
-        Both paths give the same series, so the same documents.
+        Both paths give the same series, so the same documents. Call with :attr:`lock` held.
         """
         payload = entry.payload
-        shape = self._shapes.match(payload)
-        if shape is None:
+        found = self._known_series(payload, entry.created)
+        if found is None:
             return False
-        interval = self._open.get(math.floor(entry.created / self.interval))
-        if interval is None:
-            return False
-        add = shape.add
-        if interval is not shape.interval or add is None:
-            series = interval.series.get(shape.key)
-            if series is None:
-                return False
-            shape.interval = interval
-            shape.add = add = series.adder(shape.kind)
+        interval, add = found
         if entry.seq < interval.min_seq:  # noqa: PLR1730  (cheaper than a call)
             interval.min_seq = entry.seq
         add(payload.get("value"))
         self.folded += 1
         return True
+
+    def _known_series(
+        self, payload: Any, created: float, *, learn: bool = True
+    ) -> tuple[Interval, Callable[[float | None], None]] | None:
+        """The open interval of ``created`` and the adder of ``payload``'s series in it, when
+        the payload's shape is known and the series exists; else None. ``learn``: see
+        :meth:`PayloadShapes.match`."""
+        shape = self._shapes.match(payload, learn=learn)
+        if shape is None:
+            return None
+        interval = self._open.get(_floor(created / self.interval))
+        if interval is None:
+            return None
+        add = shape.add
+        if interval is not shape.interval or add is None:
+            series = interval.series.get(shape.key)
+            if series is None:
+                return None
+            shape.interval = interval
+            shape.add = add = series.adder(shape.kind)
+        return interval, add
 
     def fold(self, entry: Entry) -> None:
         """Fold one entry into its series, validating it: the reference path (see
@@ -197,7 +252,7 @@ class Aggregator:
         (name, value, unit, kind, labels, _d, _s, _e, _o, _err) = normalize_metric_fields(
             entry.payload
         )
-        slot = math.floor(entry.created / self.interval)
+        slot = _floor(entry.created / self.interval)
         interval = self._open.get(slot)
         if interval is None:
             interval = self._open[slot] = Interval(

@@ -170,16 +170,35 @@ class Batcher:
     def _drain(self) -> None:
         queue = self._queue
         ledger = self._ledger
+        aggregator = self._aggregator
         while queue and not self._out_of_time():
             ledger.wait_for_room(self._must_spill)
             ledger.building(self.queue_head())
-            entries: list[Entry] = []
-            try:
-                for _ in range(self._bulk_docs):
-                    entries.append(queue.popleft())
-            except IndexError:
-                pass
-            self._add_batch(entries)
+            if aggregator is None:
+                self._add_batch(self._take_entries())
+                continue
+            # Taken and folded in one hold of the lock: an application thread folds a metric
+            # itself (Aggregator.fold_now) only with the queue empty and the lock free, so
+            # nothing it folds overtakes an older record (a gauge's last value).
+            with aggregator.lock:
+                entries = self._take_entries()
+                metrics = [e for e in entries if e.payload is not None]
+                rejected = fold_entries(aggregator, metrics, self._stats)
+                held = aggregator.held_min_seq()
+            self._ledger.hold(held)
+            # Plain log records (ship_log_records) stay documents.
+            self._add_batch(entries, [e for e in entries if e.payload is None], rejected)
+
+    def _take_entries(self) -> list[Entry]:
+        """Up to ``bulk_docs`` entries from the head of the queue."""
+        queue = self._queue
+        entries: list[Entry] = []
+        try:
+            for _ in range(self._bulk_docs):
+                entries.append(queue.popleft())
+        except IndexError:
+            pass
+        return entries
 
     def _wait_time(self) -> float:
         """Seconds the batcher sleeps: the flush interval, or less when an interval is due."""
@@ -191,21 +210,21 @@ class Batcher:
         due = (now // step + 1) * step + CLOSE_GRACE - now
         return max(0.0, min(self._interval, due))
 
-    def _add_batch(self, entries: list[Entry]) -> None:
-        """Build ``entries`` into a batch for the ledger; their rejects go to the spooler."""
-        if not entries:
+    def _add_batch(
+        self,
+        taken: list[Entry],
+        entries: list[Entry] | None = None,
+        rejected: list[DeadLetter] | None = None,
+    ) -> None:
+        """Build the ``entries`` of those ``taken`` from the queue (default: all of them) into
+        a batch for the ledger; their rejects, and the ``rejected`` already, go to the spooler.
+        """
+        if not taken:
             self._ledger.building(None)
             return
-        first_seq = min(e.seq for e in entries)
-        rejected: list[DeadLetter] = []
-        if self._aggregator is not None:
-            # Metrics fold into series; plain log records (ship_log_records) stay documents.
-            events = [e for e in entries if e.payload is None]
-            rejected = fold_entries(
-                self._aggregator, [e for e in entries if e.payload is not None], self._stats
-            )
-            self._ledger.hold(self._aggregator.held_min_seq())
-            entries = events
+        first_seq = min(e.seq for e in taken)
+        entries = taken if entries is None else entries
+        rejected = [] if rejected is None else rejected
         batch = None
         if entries:
             batch, built_rejects = build_batch(
@@ -232,10 +251,12 @@ class Batcher:
         aggregator = self._aggregator
         if aggregator is None:
             return
-        items, min_seq = aggregator.take(now)
+        with aggregator.lock:
+            items, min_seq = aggregator.take(now)
+            held = aggregator.held_min_seq()
         if items and min_seq is not None:
             self._stats.add("aggregates", len(items))
             batch = Batch(items=items, min_seq=min_seq, nbytes=sum(len(i) for i in items))
             # Until hold() below, the old hold still covers these records: flush sees no gap.
             self._ledger.add(batch, must_spill=self._must_spill, closing=self._halt.is_set())
-        self._ledger.hold(aggregator.held_min_seq())
+        self._ledger.hold(held)

@@ -232,6 +232,7 @@ class ElasticECSHandler(BufferingHandler):
             max_series=o.max_series,
             server_ids=o.index_mode is IndexMode.TIME_SERIES,
         )
+        self._aggregator = self._worker.aggregator
 
     def make_document_builder(self) -> DocumentBuilder:
         """Return the object that turns a record into an ECS document.
@@ -308,25 +309,36 @@ class ElasticECSHandler(BufferingHandler):
             payload = record.__dict__.get(self._metric_key)
             if payload is None:
                 payload = _payload_in_extra(record, self._metric_key)
-            if payload is None:
-                if not self._ship_log_records:
-                    return
-            elif type(payload) is dict:
-                payload = payload.copy()
-                labels = payload.get("labels")
-                if type(labels) is dict:
-                    payload["labels"] = labels.copy()
+            if payload is None and not self._ship_log_records:
+                return
             worker = self._worker
             thread = record.thread
             if worker.runs_here(thread):
                 return  # something logged from our own worker: never ship it
-            message = record.msg if not record.args else _message_of(record)
             seq = self._next_seq()  # atomic: emit needs no lock
             if self._closed:
                 self._stats.drop("handler closed")
                 return
+            wake = False
+            if type(payload) is dict:
+                aggregator = self._aggregator
+                # With aggregation, a metric of a known series is folded here and now when
+                # nothing older waits (see Aggregator.fold_now): no capture, no queueing.
+                # Else it is queued; when the batcher has a series to open (not merely the
+                # lock busy: then it is at work already), the first one queued wakes it at
+                # once, so that the next calls fold again.
+                if aggregator is not None and not self.buffer:
+                    folded = aggregator.fold_now(payload, record.created, seq)
+                    if folded:
+                        return
+                    wake = folded is False
+                payload = payload.copy()
+                labels = payload.get("labels")
+                if type(labels) is dict:
+                    payload["labels"] = labels.copy()
+            message = record.msg if not record.args else _message_of(record)
             entry = capture(record, seq, payload, message, keep_record=self._keep_live_record)
-            if not worker.offer(entry):
+            if not worker.offer(entry, wake=wake):
                 self._stats.drop("in-memory queue full (max_queue_records)")
         except RecursionError:  # see logging.Handler.emit
             raise
@@ -375,7 +387,10 @@ class ElasticECSHandler(BufferingHandler):
 
     def stats(self) -> dict[str, Any]:
         """Delivery counters (see ``_stats.DeliveryStats`` for their meaning) and ``pending``."""
-        return self._stats.snapshot(self._seq.last(), self._worker.pending())
+        stats = self._stats.snapshot(self._seq.last(), self._worker.pending())
+        if self._aggregator is not None:
+            stats["aggregated"] += self._aggregator.folded_now
+        return stats
 
     def install_template(self) -> None:
         """Install the component and index templates now, from the calling thread (blocking).

@@ -7,7 +7,7 @@ fast path: most payloads repeat a few ``(name, type, unit, labels)`` combination
 normalise to itself, later ones of the same shape skip the validation and the series key's
 construction (sorting the labels).
 
-Not thread-safe: the batcher thread alone uses them.
+Not thread-safe: used with the aggregator's lock held (see ``_aggregate``).
 """
 
 from __future__ import annotations
@@ -131,8 +131,12 @@ class PayloadShapes:
         self._limit = limit
         self._shapes: dict[tuple[Any, ...], Shape] = {}
 
-    def match(self, payload: Any) -> Shape | None:
-        """The shape of ``payload`` if seen before (see the class docstring), else None."""
+    def match(self, payload: Any, *, learn: bool = True) -> Shape | None:
+        """The shape of ``payload`` if seen before (see the class docstring), else None.
+
+        ``learn``: remember a new valid shape (it validates the payload: the batcher's work,
+        not the application thread's).
+        """
         if type(payload) is not dict or not _VALIDATED_KEYS.isdisjoint(payload):
             return None
         get = payload.get
@@ -168,7 +172,8 @@ class PayloadShapes:
         except TypeError:  # an unhashable type or label value
             return None
         if shape is None:
-            self._learn(payload, shape_key)
+            if learn:
+                self._learn(payload, shape_key)
             return None
         label_types = shape.label_types
         if label_types is not None and tuple(map(type, raw_labels.values())) != label_types:

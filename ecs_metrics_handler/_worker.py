@@ -130,6 +130,9 @@ class Worker:
                 histogram=installer.histogram_mapped.is_set,
             )
         )
+        #: with ``aggregation_interval``: the series (the handler folds into them directly
+        #: through :meth:`Aggregator.fold_now`)
+        self.aggregator = aggregator
 
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -207,13 +210,14 @@ class Worker:
                 thread.start()
             self._thread_ids = frozenset(t.ident for t in self._threads if t.ident is not None)
 
-    def offer(self, entry: Entry) -> bool:
+    def offer(self, entry: Entry, *, wake: bool = False) -> bool:
         """Queue ``entry`` for shipping (called by the handler on the application's thread).
 
         No lock, no I/O. When ``max_queue_records`` entries wait already, first gives the
         worker the CPU for a bounded time (1 ms steps, at most 10 ms, or 1 s with a failure
         folder) and returns False, queueing nothing, if the queue is still full. Starts the
-        threads on the first entry; wakes the batcher when ``buffer_size`` entries wait.
+        threads on the first entry; wakes the batcher when ``buffer_size`` entries wait, or
+        at once with ``wake``.
         """
         queue = self._queue
         if len(queue) >= self._max_queue and not self._wait_for_room():
@@ -221,7 +225,7 @@ class Worker:
         queue.append(entry)
         if not self._started:
             self.start()
-        if len(queue) >= self._wake_at and not self._batcher.wake_pending:
+        if (wake or len(queue) >= self._wake_at) and not self._batcher.wake_pending:
             self.wake()
         return True
 
