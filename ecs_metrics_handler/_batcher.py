@@ -8,7 +8,9 @@ network or the disk, so when the sender is stuck it keeps memory bounded: batche
 the :class:`~._aggregate.Aggregator`'s series instead, and ships the documents of each interval
 once it ended (it then also wakes at interval boundaries), and of every open one on ``flush()``
 and when stopping; until then the ledger holds those records (:meth:`~._ledger.Ledger.hold`)
-so that ``flush()`` waits for them.
+so that ``flush()`` waits for them. It takes entries off the queue and folds them in one
+hold of the aggregator's lock, which the logging call only tries when it folds a metric itself
+(:meth:`~._aggregate.Aggregator.fold_now`).
 """
 
 from __future__ import annotations

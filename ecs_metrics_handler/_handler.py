@@ -285,8 +285,9 @@ class ElasticECSHandler(BufferingHandler):
         """Filter ``record`` and emit it, without taking the handler's lock.
 
         :meth:`emit` only performs atomic operations (``deque.append``, ``next()`` on a
-        counter), so the lock that ``logging.Handler.handle`` holds around ``emit`` would only
-        add cost to every logging call. Filters and levels apply exactly as in the stdlib.
+        counter; with aggregation, a lock it tries without waiting), so the lock that
+        ``logging.Handler.handle`` holds around ``emit`` would only add cost to every
+        logging call. Filters and levels apply exactly as in the stdlib.
         """
         if not self.filters:
             self.emit(record)
@@ -299,7 +300,10 @@ class ElasticECSHandler(BufferingHandler):
         return bool(rv)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Capture ``record`` for shipping. No I/O, no lock; never raises into the caller."""
+        """Capture ``record`` for shipping (or, with aggregation, fold its metric at once).
+
+        No I/O, never waits for a lock; never raises into the caller.
+        """
         try:
             ship = self._decisions.get(record.name)
             if ship is None:

@@ -5,8 +5,10 @@ Started on first use, daemon threads:
 ``batcher``
     :class:`~._batcher.Batcher`: wakes when ``buffer_size`` records wait, every
     ``flush_frequency_in_sec``, or on ``flush()``, and builds the captured entries into
-    batches for the :class:`~._ledger.Ledger` (with ``aggregation_interval``, folds metrics
-    into series and ships each interval's documents once it ended). It never touches the
+    batches for the :class:`~._ledger.Ledger` (with ``aggregation_interval``, folds into
+    series the metrics that the logging call did not fold itself, see
+    :meth:`~._aggregate.Aggregator.fold_now`, and ships each interval's documents once it
+    ended). It never touches the
     network or the disk, so when the sender is stuck it keeps memory bounded: batches beyond
     ``max_pending_bytes`` go to the spooler.
 
