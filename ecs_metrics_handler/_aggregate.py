@@ -72,9 +72,7 @@ from typing import Any, Final
 
 import orjson
 
-from ._batching import describe
 from ._capture import Entry
-from ._dead_letter import DeadLetter
 from ._document import format_timestamp
 from ._histogram import histogram_fields
 from ._metric import MetricType, normalize_metric_fields
@@ -85,10 +83,10 @@ from ._sketch import (
     BucketSketch,
     KeyCache,
     merged_quantile,
+    require_ddsketch,
     sketch_fields,
     sketch_quantile,
 )
-from .exceptions import ConfigurationError, InvalidMetricError
 
 __all__ = [
     "CLOSE_GRACE",
@@ -97,7 +95,6 @@ __all__ = [
     "RELATIVE_ACCURACY",
     "Aggregator",
     "SeriesKey",
-    "fold_entries",
     "merged_quantile",
     "require_ddsketch",
     "sketch_fields",
@@ -114,18 +111,6 @@ CLOSE_GRACE: Final = 0.25
 
 
 _floor: Final = math.floor  # a global: cheaper to reach than the module's attribute
-
-
-def require_ddsketch(option: str = "aggregation_interval") -> None:
-    """Raise :class:`ConfigurationError` naming what to install when ``ddsketch`` is missing."""
-    try:
-        import ddsketch  # noqa: F401
-    except ImportError as e:
-        raise ConfigurationError(
-            option,
-            "the ddsketch package installed (pip install 'ecs-metrics-handler[aggregation]')",
-            "aggregation without ddsketch",
-        ) from e
 
 
 class Aggregator:
@@ -406,26 +391,3 @@ class Aggregator:
 
 def _clamp(value: float, low: float, high: float) -> float:
     return min(max(value, low), high)
-
-
-def fold_entries(aggregator: Aggregator, entries: list[Entry], stats: Any) -> list[DeadLetter]:
-    """Fold ``entries`` into ``aggregator``; return the dead letters of the invalid ones.
-
-    Counts ``aggregated`` and ``aggregated_overflow`` in ``stats`` (a
-    :class:`~._stats.DeliveryStats`); the caller counts the rejects as ``invalid``.
-    """
-    rejected: list[DeadLetter] = []
-    folded, overflowed = aggregator.folded, aggregator.overflowed
-    fast, fold = aggregator.fold_fast, aggregator.fold
-    for entry in entries:
-        try:
-            if not fast(entry):
-                fold(entry)
-        except InvalidMetricError as e:
-            rejected.append(DeadLetter(f"invalid metric: {e.reason}", record=describe(entry)))
-        except Exception as e:
-            reason = f"cannot aggregate metric: {type(e).__name__}: {e}"
-            rejected.append(DeadLetter(reason, record=describe(entry)))
-    stats.add("aggregated", aggregator.folded - folded)
-    stats.add("aggregated_overflow", aggregator.overflowed - overflowed)
-    return rejected

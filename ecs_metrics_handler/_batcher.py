@@ -18,9 +18,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from ._aggregate import CLOSE_GRACE, Aggregator, fold_entries
-from ._batching import build_batch
+from ._aggregate import CLOSE_GRACE, Aggregator
+from ._batching import build_batch, describe
 from ._breaker import OutageBreaker
 from ._capture import Entry
 from ._dead_letter import DeadLetter
@@ -30,8 +31,9 @@ from ._index import IndexNamer
 from ._ledger import Batch, Ledger
 from ._report import Reporter
 from ._stats import DeliveryStats
+from .exceptions import InvalidMetricError
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "fold_entries"]
 
 
 class Batcher:
@@ -262,3 +264,27 @@ class Batcher:
             # Until hold() below, the old hold still covers these records: flush sees no gap.
             self._ledger.add(batch, must_spill=self._must_spill, closing=self._halt.is_set())
         self._ledger.hold(held)
+
+
+def fold_entries(aggregator: Aggregator, entries: list[Entry], stats: Any) -> list[DeadLetter]:
+    """Fold ``entries`` into ``aggregator``; return the dead letters of the invalid ones.
+
+    Counts ``aggregated`` and ``aggregated_overflow`` in ``stats`` (a
+    :class:`~._stats.DeliveryStats`); the caller counts the rejects as ``invalid``. Call with
+    the aggregator's lock held.
+    """
+    rejected: list[DeadLetter] = []
+    folded, overflowed = aggregator.folded, aggregator.overflowed
+    fast, fold = aggregator.fold_fast, aggregator.fold
+    for entry in entries:
+        try:
+            if not fast(entry):
+                fold(entry)
+        except InvalidMetricError as e:
+            rejected.append(DeadLetter(f"invalid metric: {e.reason}", record=describe(entry)))
+        except Exception as e:
+            reason = f"cannot aggregate metric: {type(e).__name__}: {e}"
+            rejected.append(DeadLetter(reason, record=describe(entry)))
+    stats.add("aggregated", aggregator.folded - folded)
+    stats.add("aggregated_overflow", aggregator.overflowed - overflowed)
+    return rejected

@@ -77,7 +77,7 @@ def coerce_aggregation_interval(option: str, value: object) -> float | None:
     if value is None:
         return None
     interval = coerce_float(option, value, minimum=0, exclusive=True)
-    from ._aggregate import require_ddsketch  # only a handler that aggregates needs ddsketch
+    from ._sketch import require_ddsketch  # only a handler that aggregates needs ddsketch
 
     require_ddsketch(option)
     return interval

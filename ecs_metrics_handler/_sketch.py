@@ -30,6 +30,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .exceptions import ConfigurationError
+
 __all__ = [
     "BIN_LIMIT",
     "INDEX_OFFSET",
@@ -38,6 +40,7 @@ __all__ = [
     "KeyCache",
     "bucket_value",
     "merged_quantile",
+    "require_ddsketch",
     "sketch_fields",
     "sketch_quantile",
 ]
@@ -258,3 +261,15 @@ def merged_quantile(sketches: Mapping[str, Any] | list[Mapping[str, Any]], q: fl
         if seen > rank:
             return value_of(index)
     return value_of(max(positive)) if positive else 0.0
+
+
+def require_ddsketch(option: str = "aggregation_interval") -> None:
+    """Raise :class:`ConfigurationError` naming what to install when ``ddsketch`` is missing."""
+    try:
+        import ddsketch  # noqa: F401
+    except ImportError as e:
+        raise ConfigurationError(
+            option,
+            "the ddsketch package installed (pip install 'ecs-metrics-handler[aggregation]')",
+            "aggregation without ddsketch",
+        ) from e

@@ -27,9 +27,9 @@ from ecs_metrics_handler._aggregate import (
     QUANTILES,
     RELATIVE_ACCURACY,
     Aggregator,
-    fold_entries,
     merged_quantile,
 )
+from ecs_metrics_handler._batcher import fold_entries
 from ecs_metrics_handler._capture import Entry
 from ecs_metrics_handler._config import HandlerOptions, IndexMode
 from ecs_metrics_handler._ledger import Ledger

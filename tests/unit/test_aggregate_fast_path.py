@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_aggregate import entry, make_aggregator
 
-from ecs_metrics_handler._aggregate import Aggregator, fold_entries
+from ecs_metrics_handler._aggregate import Aggregator
+from ecs_metrics_handler._batcher import fold_entries
 from ecs_metrics_handler._metric import MetricType, normalize_metric_fields
 from ecs_metrics_handler._sketch import (
     BIN_LIMIT,

@@ -17,7 +17,8 @@ from test_aggregate import documents, entry, make_aggregator
 from test_aggregate_fast_path import events
 
 from ecs_metrics_handler import ElasticECSHandler, metric
-from ecs_metrics_handler._aggregate import Aggregator, fold_entries
+from ecs_metrics_handler._aggregate import Aggregator
+from ecs_metrics_handler._batcher import fold_entries
 from ecs_metrics_handler._stats import DeliveryStats
 from ecs_metrics_handler.testing import FakeCluster
 
