@@ -215,8 +215,17 @@ def _create_user(name: str) -> pwd.struct_passwd:
     attempts: list[list[str]] = []
     if shutil.which("useradd"):
         attempts.append(
-            ["useradd", "--system", "--user-group", "--no-create-home",
-             "--home-dir", "/nonexistent", "--shell", nologin, name]
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                nologin,
+                name,
+            ]
         )
     if shutil.which("adduser"):
         attempts.append(["adduser", "--system", "--group", "--no-create-home", name])
@@ -365,8 +374,12 @@ def fetch(pin: Pin) -> Path:
         )
     log(f"fetching {pin.coordinates} from Maven Central ...")
     cmd = [
-        mvn, "-q", "-B", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:get",
-        "-Dtransitive=false", f"-Dartifact={pin.coordinates}",
+        mvn,
+        "-q",
+        "-B",
+        "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:get",
+        "-Dtransitive=false",
+        f"-Dartifact={pin.coordinates}",
     ]
     if os.environ.get("ECSMH_M2_REPO"):
         cmd.append(f"-Dmaven.repo.local={os.environ['ECSMH_M2_REPO']}")
@@ -378,8 +391,10 @@ def fetch(pin: Pin) -> Path:
             f"could not fetch {pin.coordinates} from Maven Central (mvn exit {proc.returncode})",
             tail,
         )
-    log(f"fetched {path.name} ({path.stat().st_size / 1e6:.0f} MB) in "
-        f"{time.monotonic() - started:.0f} s")
+    log(
+        f"fetched {path.name} ({path.stat().st_size / 1e6:.0f} MB) in "
+        f"{time.monotonic() - started:.0f} s"
+    )
     return path
 
 
@@ -446,9 +461,21 @@ def install_analysis_shim(pin: Pin, home: Path, java_home: Path, who: RunAs) -> 
         shutil.rmtree(build, ignore_errors=True)
         (build / "classes").mkdir(parents=True)
         proc = subprocess.run(
-            [str(javac), "--release", "17", "-nowarn", "-proc:none", "-cp", f"{home}/lib/*",
-             "-d", str(build / "classes"), str(SHIM_SOURCE)],
-            capture_output=True, text=True, check=False,
+            [
+                str(javac),
+                "--release",
+                "17",
+                "-nowarn",
+                "-proc:none",
+                "-cp",
+                f"{home}/lib/*",
+                "-d",
+                str(build / "classes"),
+                str(SHIM_SOURCE),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             shutil.rmtree(build, ignore_errors=True)
@@ -539,8 +566,11 @@ def group_pids(pgid: int) -> list[int]:
         if not entry.isdigit():
             continue
         fields = _proc_stat(int(entry))
-        if (fields and int(fields[2]) == pgid
-                and (fields[0] not in ("Z", "X") or _exiting_threads(int(entry)))):
+        if (
+            fields
+            and int(fields[2]) == pgid
+            and (fields[0] not in ("Z", "X") or _exiting_threads(int(entry)))
+        ):
             pids.append(int(entry))
     return pids
 
@@ -637,15 +667,63 @@ def make_certs(folder: Path) -> dict[str, Path]:
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
     )
     steps = [
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
-         "-subj", "/CN=ecs-metrics-handler test CA", "-keyout", str(ca_key), "-out", str(ca_crt),
-         "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-         "-addext", "subjectKeyIdentifier=hash"],
-        [openssl, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-sha256",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr)],
-        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-         "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", str(ext), "-out", str(crt)],
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=ecs-metrics-handler test CA",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca_crt),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+        ],
+        [
+            openssl,
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        ],
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-sha256",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        ],
     ]
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -723,9 +801,13 @@ class Cluster:
         self.kdc: Any = kerberos_module().Kdc.from_state(kdc_state) if kdc_state else None
         self.nodes = [
             Node(
-                index=n["index"], name=n["name"], http_port=n["http_port"],
-                transport_port=n["transport_port"], dir=Path(n["dir"]),
-                pid=n.get("pid"), pid_start=n.get("pid_start"),
+                index=n["index"],
+                name=n["name"],
+                http_port=n["http_port"],
+                transport_port=n["transport_port"],
+                dir=Path(n["dir"]),
+                pid=n.get("pid"),
+                pid_start=n.get("pid_start"),
             )
             for n in state["nodes"]
         ]
@@ -779,19 +861,29 @@ class Cluster:
             parent.chmod(parent.stat().st_mode | 0o755)
         ports = free_ports(2 * nodes)
         state: dict[str, Any] = {
-            "name": name, "kind": kind, "version": pin.version, "major": pin.major,
-            "secured": secured, "tiny_queue": tiny_queue,
+            "name": name,
+            "kind": kind,
+            "version": pin.version,
+            "major": pin.major,
+            "secured": secured,
+            "tiny_queue": tiny_queue,
             "owner_pid": owner_pid,
             "owner_start": proc_start_time(owner_pid) if owner_pid else None,
-            "java_home": str(java_home), "home": str(home),
+            "java_home": str(java_home),
+            "home": str(home),
             "heap": os.environ.get("ECSMH_HEAP") or "512m",
             "api_keys_problem": shim_problem,
             "kerberos": {"folder": str(directory / "kdc")} if kerberos else None,
             "username": DEFAULT_USERNAME if secured else None,
             "password": DEFAULT_PASSWORD if secured else None,
             "nodes": [
-                {"index": i, "name": f"{name}-{i}", "http_port": ports[2 * i],
-                 "transport_port": ports[2 * i + 1], "dir": str(directory / f"node-{i}")}
+                {
+                    "index": i,
+                    "name": f"{name}-{i}",
+                    "http_port": ports[2 * i],
+                    "transport_port": ports[2 * i + 1],
+                    "dir": str(directory / f"node-{i}"),
+                }
                 for i in range(nodes)
             ],
         }
@@ -815,19 +907,35 @@ class Cluster:
 
     def state(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "version": self.version, "major": self.major,
-            "secured": self.secured, "tiny_queue": self.tiny_queue,
-            "owner_pid": self.owner_pid, "owner_start": self.owner_start,
-            "java_home": self.java_home, "home": self.home, "heap": self.heap,
+            "name": self.name,
+            "kind": self.kind,
+            "version": self.version,
+            "major": self.major,
+            "secured": self.secured,
+            "tiny_queue": self.tiny_queue,
+            "owner_pid": self.owner_pid,
+            "owner_start": self.owner_start,
+            "java_home": self.java_home,
+            "home": self.home,
+            "heap": self.heap,
             "api_keys_problem": self.api_keys_problem,
             "kerberos": self.kdc.state() if self.kdc is not None else None,
-            "username": self.username, "password": self.password,
-            "url": self.url, "urls": self.urls,
+            "username": self.username,
+            "password": self.password,
+            "url": self.url,
+            "urls": self.urls,
             "ca_file": self.ca_file,
             "nodes": [
-                {"index": n.index, "name": n.name, "http_port": n.http_port,
-                 "transport_port": n.transport_port, "dir": str(n.dir), "pid": n.pid,
-                 "pid_start": n.pid_start, "log_file": str(n.log_file)}
+                {
+                    "index": n.index,
+                    "name": n.name,
+                    "http_port": n.http_port,
+                    "transport_port": n.transport_port,
+                    "dir": str(n.dir),
+                    "pid": n.pid,
+                    "pid_start": n.pid_start,
+                    "log_file": str(n.log_file),
+                }
                 for n in self.nodes
             ],
         }
@@ -953,8 +1061,9 @@ class Cluster:
         body = {"roles": list(roles), "enabled": True, "rules": {"field": {"username": principal}}}
         resp = self.request("PUT", f"/_security/role_mapping/{mapping}", body)
         if resp.status != 200:
-            raise NodesError(f"role mapping for {principal} failed: HTTP {resp.status} "
-                             f"{resp.body[:300]!r}")
+            raise NodesError(
+                f"role mapping for {principal} failed: HTTP {resp.status} {resp.body[:300]!r}"
+            )
 
     def kdc_rss_bytes(self) -> int:
         """Resident memory of the cluster's KDC (0 without Kerberos or when it is stopped)."""
@@ -968,12 +1077,19 @@ class Cluster:
         }
         heap = f"-Xms{self.heap} -Xmx{self.heap}"
         if self.kind == "elasticsearch":
-            env.update(ES_JAVA_HOME=self.java_home, ES_PATH_CONF=str(node.config_dir),
-                       ES_JAVA_OPTS=heap, ES_TMPDIR=str(node.dir / "tmp"))
+            env.update(
+                ES_JAVA_HOME=self.java_home,
+                ES_PATH_CONF=str(node.config_dir),
+                ES_JAVA_OPTS=heap,
+                ES_TMPDIR=str(node.dir / "tmp"),
+            )
         else:
-            env.update(OPENSEARCH_JAVA_HOME=self.java_home,
-                       OPENSEARCH_PATH_CONF=str(node.config_dir),
-                       OPENSEARCH_JAVA_OPTS=heap, OPENSEARCH_TMPDIR=str(node.dir / "tmp"))
+            env.update(
+                OPENSEARCH_JAVA_HOME=self.java_home,
+                OPENSEARCH_PATH_CONF=str(node.config_dir),
+                OPENSEARCH_JAVA_OPTS=heap,
+                OPENSEARCH_TMPDIR=str(node.dir / "tmp"),
+            )
         return env
 
     def _popen_user(self, who: RunAs) -> dict[str, Any]:
@@ -986,11 +1102,25 @@ class Cluster:
         if not tool.exists():
             raise NodesError(f"{tool} missing: cannot create the test user of a secured node")
         for node in self.nodes:
-            cmd = [str(tool), "useradd", str(self.username), "-p", str(self.password),
-                   "-r", "superuser"]
+            cmd = [
+                str(tool),
+                "useradd",
+                str(self.username),
+                "-p",
+                str(self.password),
+                "-r",
+                "superuser",
+            ]
             proc = subprocess.run(
-                cmd, env=self._env(node), cwd=node.dir, capture_output=True, text=True,
-                stdin=subprocess.DEVNULL, check=False, timeout=120, **self._popen_user(who),
+                cmd,
+                env=self._env(node),
+                cwd=node.dir,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                check=False,
+                timeout=120,
+                **self._popen_user(who),
             )
             if proc.returncode != 0:
                 raise NodesError(
@@ -1060,13 +1190,23 @@ class Cluster:
     # ---- http
 
     def request(
-        self, method: str, path: str, body: Any = None, *, i: int = 0, auth: bool = True,
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        i: int = 0,
+        auth: bool = True,
         timeout: float = 30.0,
     ) -> Response:
         """An HTTP request to node ``i`` (with the cluster's credentials and CA when secured)."""
         return http(
-            self.urls[i] + path, method, body, auth=self.auth if auth else None,
-            ca_file=self.ca_file, timeout=timeout,
+            self.urls[i] + path,
+            method,
+            body,
+            auth=self.auth if auth else None,
+            ca_file=self.ca_file,
+            timeout=timeout,
         )
 
     def api_key(self, name: str = "ecsmh-test", i: int = 0) -> str:
@@ -1094,18 +1234,28 @@ class Cluster:
                     raise NodesError(f"port {port} of {node.name} is taken by another process")
                 time.sleep(0.2)
         who = run_as()
-        binary = Path(self.home) / "bin" / ("elasticsearch" if self.kind == "elasticsearch"
-                                            else "opensearch")
+        binary = (
+            Path(self.home)
+            / "bin"
+            / ("elasticsearch" if self.kind == "elasticsearch" else "opensearch")
+        )
         node.logs_dir.mkdir(parents=True, exist_ok=True)
         with open(node.log_file, "ab") as logf:
-            logf.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {node.name} "
-                       f"({self.kind} {self.version}) on {self.urls[i]}\n".encode())
+            logf.write(
+                f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {node.name} "
+                f"({self.kind} {self.version}) on {self.urls[i]}\n".encode()
+            )
             logf.flush()
             if who.switch:
                 os.chown(node.log_file, who.uid, who.gid)
             proc = subprocess.Popen(
-                [str(binary)], cwd=node.dir, env=self._env(node), stdin=subprocess.DEVNULL,
-                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                [str(binary)],
+                cwd=node.dir,
+                env=self._env(node),
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 **self._popen_user(who),
             )
         self._procs[i] = proc
@@ -1148,8 +1298,11 @@ class Cluster:
             else:
                 last = f"HTTP {resp.status}"
             time.sleep(0.2)
-        raise NodesError(f"{self.name}: no trial licence after {timeout:.0f} s (last: {last}); "
-                         "the Kerberos realm needs one", tail(self.log_file))
+        raise NodesError(
+            f"{self.name}: no trial licence after {timeout:.0f} s (last: {last}); "
+            "the Kerberos realm needs one",
+            tail(self.log_file),
+        )
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until every running node answers cluster health (yellow or better) with all
@@ -1172,8 +1325,10 @@ class Cluster:
                         f"before becoming healthy; log: {node.log_file}",
                         tail(node.log_file),
                     )
-                path = (f"/_cluster/health?wait_for_status=yellow&timeout=1s"
-                        f"&wait_for_nodes={len(running)}")
+                path = (
+                    f"/_cluster/health?wait_for_status=yellow&timeout=1s"
+                    f"&wait_for_nodes={len(running)}"
+                )
                 try:
                     resp = self.request("GET", path, i=node.index, timeout=5)
                 except OSError as err:
@@ -1405,11 +1560,17 @@ def secured_os_pins(path: Path = PINS_FILE) -> tuple[Pin, Pin]:
         raise NodesError(f"no secured OpenSearch pinned in {path} (key opensearch_secured)")
     entry = raw[str(majors[-1])]
     version = entry["version"]
-    node = Pin("opensearch", majors[-1], version, entry["coordinates"].format(version=version),
-               int(entry["java_min"]))
+    node = Pin(
+        "opensearch",
+        majors[-1],
+        version,
+        entry["coordinates"].format(version=version),
+        int(entry["java_min"]),
+    )
     plugin_coords = entry["security_plugin"].format(version=version)
-    plugin = Pin("opensearch", majors[-1], plugin_coords.split(":")[2], plugin_coords,
-                 int(entry["java_min"]))
+    plugin = Pin(
+        "opensearch", majors[-1], plugin_coords.split(":")[2], plugin_coords, int(entry["java_min"])
+    )
     return node, plugin
 
 
@@ -1423,11 +1584,19 @@ def install_os_security_plugin(plugin_pin: Pin, home: Path, java_home: Path, who
             return
         zip_path = fetch(plugin_pin)
         log(f"installing {zip_path.name} into {home}")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "OPENSEARCH_JAVA_HOME": str(java_home), "HOME": str(home)}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "OPENSEARCH_JAVA_HOME": str(java_home),
+            "HOME": str(home),
+        }
         proc = subprocess.run(
             [str(home / "bin" / "opensearch-plugin"), "install", "--batch", zip_path.as_uri()],
-            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
             timeout=300,
         )
         if proc.returncode != 0:
@@ -1461,14 +1630,25 @@ def os_security_settings() -> dict[str, Any]:
 def os_password_hash(home: Path, java_home: Path, password: str) -> str:
     """The bcrypt hash of ``password``, by the plugin's own ``tools/hash.sh``."""
     tool = home / "plugins" / OS_SECURITY_PLUGIN / "tools" / "hash.sh"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-           "OPENSEARCH_JAVA_HOME": str(java_home)}
-    proc = subprocess.run(["bash", str(tool), "-p", password], env=env, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, check=False, timeout=120)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "OPENSEARCH_JAVA_HOME": str(java_home),
+    }
+    proc = subprocess.run(
+        ["bash", str(tool), "-p", password],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=120,
+    )
     hashes = [w for w in proc.stdout.split() if w.startswith("$2")]
     if proc.returncode != 0 or not hashes:
-        raise NodesError(f"{tool} failed (exit {proc.returncode})",
-                         (proc.stdout + proc.stderr).strip()[-2000:])
+        raise NodesError(
+            f"{tool} failed (exit {proc.returncode})", (proc.stdout + proc.stderr).strip()[-2000:]
+        )
     return hashes[-1]
 
 
@@ -1553,35 +1733,46 @@ def _cmd_java(args: argparse.Namespace) -> int:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     pin = get_pin(args.kind, args.major)
-    name = args.name or default_name(pin, args.nodes, args.tiny_queue, args.secured,
-                                     args.kerberos)
+    name = args.name or default_name(pin, args.nodes, args.tiny_queue, args.secured, args.kerberos)
     if (clusters_dir() / name / "state.json").exists():
         cluster = Cluster.load(name)
         if cluster.version != pin.version or len(cluster.nodes) != args.nodes:
-            raise NodesError(f"cluster {name!r} exists with other settings "
-                             f"({cluster.version}, {len(cluster.nodes)} nodes): "
-                             f"`stop {name} --purge` first")
+            raise NodesError(
+                f"cluster {name!r} exists with other settings "
+                f"({cluster.version}, {len(cluster.nodes)} nodes): "
+                f"`stop {name} --purge` first"
+            )
         log(f"reusing cluster {name} (same data folders)")
     else:
-        cluster = Cluster.create(args.kind, args.major, nodes=args.nodes,
-                                 tiny_queue=args.tiny_queue, secured=args.secured,
-                                 kerberos=args.kerberos, name=name)
+        cluster = Cluster.create(
+            args.kind,
+            args.major,
+            nodes=args.nodes,
+            tiny_queue=args.tiny_queue,
+            secured=args.secured,
+            kerberos=args.kerberos,
+            name=name,
+        )
     started = time.monotonic()
     try:
         cluster.start_all(timeout=args.timeout)
     except NodesError:
         cluster.stop_all()
         raise
-    log(f"{cluster.kind} {cluster.version} cluster {cluster.name!r} healthy in "
+    log(
+        f"{cluster.kind} {cluster.version} cluster {cluster.name!r} healthy in "
         f"{time.monotonic() - started:.1f} s; RSS {cluster.rss_bytes() / 2**20:.0f} MiB; "
-        f"logs: {cluster.nodes[0].logs_dir}")
+        f"logs: {cluster.nodes[0].logs_dir}"
+    )
     if cluster.secured:
         log(f"user {cluster.username} / {cluster.password}; CA {cluster.ca_file}")
     if cluster.kdc is not None:
         kdc = cluster.kdc
-        log(f"KDC {kdc.realm} on 127.0.0.1:{kdc.port}: export KRB5_CONFIG={kdc.krb5_conf}; "
+        log(
+            f"KDC {kdc.realm} on 127.0.0.1:{kdc.port}: export KRB5_CONFIG={kdc.krb5_conf}; "
             f"kinit -k -t {kdc.client_keytab} {kdc.client_principal}; map it to roles with "
-            f"PUT _security/role_mapping (use https://localhost:{cluster.nodes[0].http_port})")
+            f"PUT _security/role_mapping (use https://localhost:{cluster.nodes[0].http_port})"
+        )
     if args.json:
         print(json.dumps(cluster.state(), indent=2))
     else:
@@ -1611,8 +1802,15 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     clusters = all_clusters()
     if args.json:
-        print(json.dumps([c.state() | {"running": [c.running(i) for i in range(len(c.nodes))]}
-                          for c in clusters], indent=2))
+        print(
+            json.dumps(
+                [
+                    c.state() | {"running": [c.running(i) for i in range(len(c.nodes))]}
+                    for c in clusters
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not clusters:
         print(f"no clusters under {clusters_dir()}")
@@ -1622,15 +1820,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
             health = "-"
             if pids:
                 try:
-                    resp = cluster.request("GET", "/_cluster/health?timeout=1s", i=node.index,
-                                           timeout=3)
+                    resp = cluster.request(
+                        "GET", "/_cluster/health?timeout=1s", i=node.index, timeout=3
+                    )
                     health = resp.json().get("status", f"HTTP {resp.status}")
                 except (OSError, ValueError):
                     health = "not answering"
-            state = f"running pid {node.pid} rss {rss_of(pids) / 2**20:.0f} MiB" if pids \
-                else "stopped"
-            print(f"{node.name:28} {cluster.kind} {cluster.version:8} "
-                  f"{cluster.urls[node.index]:28} {state:34} health={health}")
+            state = (
+                f"running pid {node.pid} rss {rss_of(pids) / 2**20:.0f} MiB" if pids else "stopped"
+            )
+            print(
+                f"{node.name:28} {cluster.kind} {cluster.version:8} "
+                f"{cluster.urls[node.index]:28} {state:34} health={health}"
+            )
     return 0
 
 
@@ -1653,15 +1855,20 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="nodes.py", description=__doc__.split("\n\n")[0] if __doc__ else None,
+        prog="nodes.py",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def server_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--kind", choices=KINDS, default="elasticsearch")
-        p.add_argument("--major", type=int, default=None,
-                       help="major version pinned in servers.json (default: the newest)")
+        p.add_argument(
+            "--major",
+            type=int,
+            default=None,
+            help="major version pinned in servers.json (default: the newest)",
+        )
 
     p = sub.add_parser("fetch", help="download (once) and unpack a pinned server")
     server_args(p)
@@ -1674,15 +1881,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("start", help="start a cluster; prints its URL once healthy")
     server_args(p)
     p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--tiny-queue", action="store_true",
-                   help="thread_pool.write.size=1 and queue_size=1 (429s under load), "
-                        "http.max_content_length=1mb (413 for larger requests)")
-    p.add_argument("--secured", action="store_true",
-                   help="security on, TLS on HTTP, a user with a password, API keys "
-                        "(Elasticsearch); OpenSearch: the pinned opensearch_secured version "
-                        "with its security plugin, TLS, Basic auth, an admin and a writer")
-    p.add_argument("--kerberos", action="store_true",
-                   help="--secured plus a Kerberos realm and its own KDC (scripts/kdc.py)")
+    p.add_argument(
+        "--tiny-queue",
+        action="store_true",
+        help="thread_pool.write.size=1 and queue_size=1 (429s under load), "
+        "http.max_content_length=1mb (413 for larger requests)",
+    )
+    p.add_argument(
+        "--secured",
+        action="store_true",
+        help="security on, TLS on HTTP, a user with a password, API keys "
+        "(Elasticsearch); OpenSearch: the pinned opensearch_secured version "
+        "with its security plugin, TLS, Basic auth, an admin and a writer",
+    )
+    p.add_argument(
+        "--kerberos",
+        action="store_true",
+        help="--secured plus a Kerberos realm and its own KDC (scripts/kdc.py)",
+    )
     p.add_argument("--name", help="cluster name (default from kind/major/options, e.g. es9)")
     p.add_argument("--timeout", type=float, default=START_TIMEOUT)
     p.add_argument("--json", action="store_true", help="print the cluster's state as JSON")
@@ -1698,9 +1914,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_status)
 
-    for op, text in [("restart", "restart a node on its data folder and ports"),
-                     ("kill", "SIGKILL a node"), ("freeze", "SIGSTOP a node"),
-                     ("thaw", "SIGCONT a frozen node")]:
+    for op, text in [
+        ("restart", "restart a node on its data folder and ports"),
+        ("kill", "SIGKILL a node"),
+        ("freeze", "SIGSTOP a node"),
+        ("thaw", "SIGCONT a frozen node"),
+    ]:
         p = sub.add_parser(op, help=text)
         p.add_argument("name")
         p.add_argument("--node", type=int, default=0)
