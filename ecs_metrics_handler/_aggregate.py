@@ -279,6 +279,15 @@ class Aggregator:
         """Series held in memory now, over every open interval."""
         return sum(len(i.series) for i in self._open.values())
 
+    def due(self, now: float | None) -> bool:
+        """Whether :meth:`take` would take an interval (batcher thread: it alone opens and
+        takes intervals, so this needs no lock)."""
+        return any(self._ended(interval, now) for interval in self._open.values())
+
+    def _ended(self, interval: Interval, now: float | None) -> bool:
+        """Whether ``interval`` ended :data:`CLOSE_GRACE` before ``now`` (always when None)."""
+        return now is None or interval.start + self.interval + CLOSE_GRACE <= now
+
     def take(self, now: float | None) -> tuple[list[bytes], int | None]:
         """Documents of the intervals that ended at least :data:`CLOSE_GRACE` before ``now``
         (epoch seconds), or of every open interval when ``now`` is None (flush, close).
@@ -287,11 +296,7 @@ class Aggregator:
         (None when there are none). The intervals taken are forgotten; a later record for one
         of them starts its next part.
         """
-        slots = [
-            slot
-            for slot, interval in self._open.items()
-            if now is None or interval.start + self.interval + CLOSE_GRACE <= now
-        ]
+        slots = [slot for slot, interval in self._open.items() if self._ended(interval, now)]
         items: list[bytes] = []
         min_seq: int | None = None
         if slots:

@@ -135,6 +135,9 @@ class Batcher:
                         everything = stopping or flushes != self._flushes_served
                         self._flushes_served = flushes
                         self._ship_aggregates(None if everything else now)
+                        # Calls that found the lock taken queued their metrics: fold them
+                        # now, so that the next calls fold on their own thread again.
+                        self._drain()
                 except Exception:  # pragma: no cover - a bug; never let the thread die silently
                     self._reporter.error(
                         "batcher", "ecs_metrics_handler: batcher failed", exc_info=True
@@ -190,8 +193,7 @@ class Batcher:
                 rejected = fold_entries(aggregator, metrics, self._stats)
                 held = aggregator.held_min_seq()
             self._ledger.hold(held)
-            # Plain log records (ship_log_records) stay documents.
-            self._add_batch(entries, [e for e in entries if e.payload is None], rejected)
+            self._add_batch(entries, rejected)
 
     def _take_entries(self) -> list[Entry]:
         """Up to ``bulk_docs`` entries from the head of the queue."""
@@ -214,20 +216,15 @@ class Batcher:
         due = (now // step + 1) * step + CLOSE_GRACE - now
         return max(0.0, min(self._interval, due))
 
-    def _add_batch(
-        self,
-        taken: list[Entry],
-        entries: list[Entry] | None = None,
-        rejected: list[DeadLetter] | None = None,
-    ) -> None:
-        """Build the ``entries`` of those ``taken`` from the queue (default: all of them) into
-        a batch for the ledger; their rejects, and the ``rejected`` already, go to the spooler.
-        """
+    def _add_batch(self, taken: list[Entry], rejected: list[DeadLetter] | None = None) -> None:
+        """Build the entries ``taken`` from the queue into a batch for the ledger (with
+        aggregation, only the plain log records: the metrics were folded); their rejects, and
+        those ``rejected`` already, go to the spooler."""
         if not taken:
             self._ledger.building(None)
             return
         first_seq = min(e.seq for e in taken)
-        entries = taken if entries is None else entries
+        entries = taken if self._aggregator is None else [e for e in taken if e.payload is None]
         rejected = [] if rejected is None else rejected
         batch = None
         if entries:
@@ -253,8 +250,8 @@ class Batcher:
     def _ship_aggregates(self, now: float | None) -> None:
         """The documents of the intervals ended before ``now`` (all when None) into the ledger."""
         aggregator = self._aggregator
-        if aggregator is None:
-            return
+        if aggregator is None or not aggregator.due(now):
+            return  # nothing to take: leave the lock to the logging calls
         with aggregator.lock:
             items, min_seq = aggregator.take(now)
             held = aggregator.held_min_seq()

@@ -325,14 +325,12 @@ class ElasticECSHandler(BufferingHandler):
                 return
             wake = False
             if type(payload) is dict:
-                aggregator = self._aggregator
-                # With aggregation, a metric of a known series is folded here and now when
-                # nothing older waits (see Aggregator.fold_now): no capture, no queueing.
-                # Else it is queued; when the batcher has a series to open (not merely the
-                # lock busy: then it is at work already), the first one queued wakes it at
-                # once, so that the next calls fold again.
-                if aggregator is not None and not self.buffer:
-                    folded = aggregator.fold_now(payload, record.created, seq)
+                # With aggregation, a metric of a known series is folded here and now (see
+                # Worker.fold_now): no capture, no queueing. Else it is queued, and when the
+                # batcher has a series to open, the first one queued wakes it at once, so
+                # that the next calls fold again.
+                if self._aggregator is not None:
+                    folded = worker.fold_now(payload, record.created, seq)
                     if folded:
                         return
                     wake = folded is False
@@ -391,10 +389,7 @@ class ElasticECSHandler(BufferingHandler):
 
     def stats(self) -> dict[str, Any]:
         """Delivery counters (see ``_stats.DeliveryStats`` for their meaning) and ``pending``."""
-        stats = self._stats.snapshot(self._seq.last(), self._worker.pending())
-        if self._aggregator is not None:
-            stats["aggregated"] += self._aggregator.folded_now
-        return stats
+        return self._stats.snapshot(self._seq.last(), self._worker.pending())
 
     def install_template(self) -> None:
         """Install the component and index templates now, from the calling thread (blocking).

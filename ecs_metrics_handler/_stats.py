@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["DeliveryStats"]
@@ -80,6 +81,13 @@ class DeliveryStats:
         self.aggregated_overflow = 0
         self.aggregates = 0
         self.dropped_reasons: Counter[str] = Counter()
+        self._sources: list[tuple[str, Callable[[], int]]] = []
+
+    def add_source(self, field: str, read: Callable[[], int]) -> None:
+        """Count in ``field`` also what ``read()`` returns at each snapshot: a counter kept
+        elsewhere, where taking this lock would cost too much (the aggregator's count of the
+        metrics folded on application threads)."""
+        self._sources.append((field, read))
 
     def add(self, field: str, n: int = 1) -> None:
         """Add ``n`` to ``field`` (one of the counter names)."""
@@ -100,5 +108,7 @@ class DeliveryStats:
             out: dict[str, Any] = {"emitted": emitted}
             out.update((name, getattr(self, name)) for name in _FIELDS)
             out["dropped_reasons"] = dict(self.dropped_reasons)
+        for field, read in self._sources:
+            out[field] += read()
         out["pending"] = pending
         return out

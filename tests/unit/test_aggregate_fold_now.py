@@ -241,3 +241,14 @@ def test_the_call_folds_only_when_nothing_older_waits_in_the_queue(logger: loggi
     ((_, source),) = documents(agg.take(None)[0])
     assert (source["metrics"]["last"], source["metrics"]["count"]) == (4, 4)
     logger.removeHandler(handler)
+
+
+def test_an_interval_is_due_exactly_when_take_would_take_it() -> None:
+    """The batcher takes the lock for take() only when due() says so."""
+    agg = seeded(TIMER, created=0.5)  # the interval [0, 1)
+    for now in (0.9, 1.0, 1.24, 1.25, 1.26, 3.0, None):
+        due = agg.due(now)
+        probe = make_aggregator()
+        fold_entries(probe, [entry(0.5, dict(TIMER, value=1.0))], DeliveryStats())
+        assert due == bool(probe.take(now)[0]), now
+    assert not make_aggregator().due(None)
