@@ -101,7 +101,17 @@ def machine_info() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "loadavg": [round(x, 2) for x in load],
+        "compiled": list(_compiled_modules()),
     }
+
+
+def _compiled_modules() -> tuple[str, ...]:
+    """The modules of the handler under test that run compiled (``()``: pure Python)."""
+    try:
+        from ecs_metrics_handler import COMPILED_MODULES
+    except ImportError:  # an older tree (before/after comparisons)
+        return ()
+    return COMPILED_MODULES
 
 
 # --------------------------------------------------------------------------- processes

@@ -289,6 +289,7 @@ def report(res: dict[str, Any], path: Path, *, smoke: bool) -> None:
         f"\n{m['date']} | {m['nproc']} x {m['cpu']} | Python {m['python']} | "
         f"load at start {m['loadavg']} | {res['elapsed_s']:.0f} s | {path}"
     )
+    print("compiled modules: " + (", ".join(m.get("compiled", ())) or "none (pure Python)"))
     for name, mod in (
         ("emit", bench_emit),
         ("ship", bench_ship),

@@ -18,11 +18,14 @@
 from __future__ import annotations
 
 from importlib import metadata as _metadata
+from importlib.machinery import EXTENSION_SUFFIXES as _EXTENSION_SUFFIXES
 
+from . import _encoder, _metric
 from ._config import AuthType, Backend, IndexNameFrequency, IndexTimezone
 from ._document import ECS_VERSION, DocumentBuilder
 from ._handler import ElasticECSHandler
-from ._metric import MetricType, metric
+from ._metric import MetricType
+from ._metric_extra import metric
 from ._replay import ReplayResult, replay
 from ._timing import METRICS_LOGGER_NAME, timed
 from .exceptions import (
@@ -38,7 +41,16 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+#: The modules of this installation that run compiled: the optional mypyc build of the
+#: batcher's fast path (``ECS_METRICS_HANDLER_COMPILE=1``, see README); ``()`` when pure Python.
+COMPILED_MODULES: tuple[str, ...] = tuple(
+    module.__name__
+    for module in (_encoder, _metric)
+    if (module.__file__ or "").endswith(tuple(_EXTENSION_SUFFIXES))
+)
+
 __all__ = [
+    "COMPILED_MODULES",
     "ECS_VERSION",
     "METRICS_LOGGER_NAME",
     "AuthType",

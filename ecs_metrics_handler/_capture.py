@@ -17,7 +17,7 @@ import logging
 import traceback
 from typing import Any, Final, TypeAlias
 
-from ._metric import exception_type_name
+from ._metric_extra import exception_type_name
 from ._trace import TraceIds, current_trace, trace_from_payload
 
 __all__ = ["TRACE_ATTRIBUTE", "Entry", "RecordLike", "capture", "safe_str", "trace_of"]

@@ -27,7 +27,7 @@ from typing import Any
 from ._bulk_outcome import describe_error
 from ._config import HandlerOptions
 from ._handler import ElasticECSHandler
-from ._metric import metric
+from ._metric_extra import metric
 from ._metrics_report import metrics_report, report_target
 from ._report_format import render_table, time_range
 from ._timing import timed

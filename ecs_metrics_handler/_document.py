@@ -48,7 +48,8 @@ from typing import Any, Final, NamedTuple
 
 from ._capture import Entry, RecordLike, safe_str, trace_of
 from ._config import HandlerOptions, iter_leaves, thaw
-from ._metric import exception_type_name, normalize_metric_fields
+from ._metric import normalize_metric_fields
+from ._metric_extra import exception_type_name
 from ._serialize import dumps
 
 __all__ = [

@@ -32,7 +32,11 @@ Keys (all optional but ``name``):
 ``error_type``
     the exception type name of a failed timed block.
 
-Unknown keys are ignored. Everything here is pure and thread-safe.
+Unknown keys are ignored. Everything here is pure and thread-safe. The helpers that the
+application's threads call, :func:`~._metric_extra.metric` and
+:func:`~._metric_extra.exception_type_name`, live in :mod:`._metric_extra`: this module is
+compiled in the optional compiled build (``setup.py``), whose functions check their arguments'
+annotated types at run time, and what a logging call accepts must not depend on the build.
 """
 
 from __future__ import annotations
@@ -51,8 +55,6 @@ __all__ = [
     "OUTCOMES",
     "LabelValue",
     "MetricType",
-    "exception_type_name",
-    "metric",
     "normalize_labels",
     "normalize_metric_fields",
 ]
@@ -78,43 +80,6 @@ class MetricType(enum.Enum):
 
 
 _TYPES_BY_TEXT: Final = {member.value: member for member in MetricType}
-
-
-def metric(
-    name: str,
-    value: float | int | None = None,
-    *,
-    unit: str | None = None,
-    type: MetricType | str = "gauge",
-    labels: Mapping[str, LabelValue] | None = None,
-    key: str = METRIC_KEY,
-) -> dict[str, dict[str, Any]]:
-    """Build the ``extra`` mapping that carries one metric: ``extra=metric("db.query", 12.5)``.
-
-    Returns ``{key: {"name": ..., "value": ..., "unit": ..., "type": ..., "labels": {...}}}``
-    without the entries that are ``None`` (labels copied). Cheap: it checks nothing; the
-    handler validates on its worker thread and reports bad payloads without raising into the
-    application. ``key`` must match the handler's ``metric_key`` option.
-    """
-    payload: dict[str, Any] = {
-        "name": name,
-        "type": type.value if isinstance(type, MetricType) else type,
-    }
-    if value is not None:
-        payload["value"] = value
-    if unit is not None:
-        payload["unit"] = unit
-    if labels:
-        payload["labels"] = dict(labels)
-    return {key: payload}
-
-
-def exception_type_name(exc_type: type[BaseException]) -> str:
-    """``"ValueError"`` for builtins, ``"module.Qualified.Name"`` for everything else."""
-    module = exc_type.__module__
-    if module in ("builtins", "__main__", None):
-        return exc_type.__qualname__
-    return f"{module}.{exc_type.__qualname__}"
 
 
 def _safe_str(value: object) -> str:

@@ -48,7 +48,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
 
-from ._metric import METRIC_KEY, LabelValue, exception_type_name
+from ._metric import METRIC_KEY, LabelValue
+from ._metric_extra import exception_type_name
 from ._trace import TraceIds, current_trace
 
 __all__ = ["METRICS_LOGGER_NAME", "timed"]

@@ -67,7 +67,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: Set by ``scripts/run-tests`` for its run of the compiled build: the suite must then test
+#: the compiled modules, never the source tree's pure-Python ones by accident.
+EXPECT_COMPILED = os.environ.get("ECSMH_EXPECT_COMPILED", "") == "1"
+
+
+def _check_the_build_under_test() -> None:
+    import ecs_metrics_handler
+
+    where = Path(ecs_metrics_handler.__file__).resolve().parent
+    compiled = ecs_metrics_handler.COMPILED_MODULES
+    if EXPECT_COMPILED and compiled != (
+        "ecs_metrics_handler._encoder",
+        "ecs_metrics_handler._metric",
+    ):
+        raise pytest.UsageError(
+            f"ECSMH_EXPECT_COMPILED=1 but {where} runs {compiled or 'no'} compiled modules "
+            "(install it with ECS_METRICS_HANDLER_COMPILE=1; run pytest, not python -m pytest)"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import ecs_metrics_handler
+
+    compiled = ", ".join(ecs_metrics_handler.COMPILED_MODULES) or "none (pure Python)"
+    return f"ecs_metrics_handler: {Path(ecs_metrics_handler.__file__).parent}; compiled: {compiled}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_the_build_under_test()
     config.addinivalue_line(
         "markers", "opensearch: needs an OpenSearch node (deselected by ECSMH_SKIP_OPENSEARCH=1)"
     )

@@ -11,13 +11,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from ecs_metrics_handler._metric import (
-    MetricType,
-    exception_type_name,
-    metric,
-    normalize_labels,
-    normalize_metric_fields,
-)
+from ecs_metrics_handler._metric import MetricType, normalize_labels, normalize_metric_fields
+from ecs_metrics_handler._metric_extra import exception_type_name, metric
 from ecs_metrics_handler.exceptions import InvalidMetricError
 
 
