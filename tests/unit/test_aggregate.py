@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -473,3 +474,28 @@ def test_records_held_in_open_series_are_not_settled() -> None:
     ledger.hold(None)
     with ledger.cond:
         assert ledger.settled_through(7, lambda: None)
+
+
+def test_integer_values_keep_integer_numbers_in_the_bytes() -> None:
+    """Sums, last, min and max of int values are written as ints (``"sum":6``, not ``6.0``),
+    float ones as floats: the numbers a document carries do not depend on the build."""
+    agg = make_aggregator()
+    for v in (1, 2, 3):
+        agg.fold(entry(3.1, {"name": "hits", "type": "counter", "value": v}))
+        agg.fold(entry(3.1, {"name": "depth", "type": "gauge", "value": v}))
+        agg.fold(entry(3.1, {"name": "took", "type": "timer", "value": v}))
+    agg.fold(entry(3.1, {"name": "ratio", "type": "gauge", "value": 2.0}))
+    agg.fold(entry(3.1, {"name": "ticks", "type": "counter"}))
+    raw = {
+        orjson.loads(item.split(b"\n")[1])["metrics"]["name"]: item.split(b"\n")[1]
+        for item in agg.take(None)[0]
+    }
+
+    def numbers(name: str, *fields: str) -> list[bytes]:
+        return [re.search(rb'"%b":([-0-9.e+]+)[,}]' % f.encode(), raw[name])[1] for f in fields]  # type: ignore[index]
+
+    assert numbers("hits", "sum") == [b"6"]
+    assert numbers("depth", "last", "min", "max") == [b"3", b"1", b"3"]
+    assert numbers("took", "sum", "min", "max") == [b"6", b"1", b"3"]
+    assert numbers("ratio", "last", "min", "max") == [b"2.0", b"2.0", b"2.0"]
+    assert numbers("ticks", "count", "sum") == [b"1", b"1"]
