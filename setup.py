@@ -3,7 +3,7 @@
 Packaging metadata lives in ``pyproject.toml``. A plain build (``pip install .``, the wheel
 on PyPI) is pure Python. With ``ECS_METRICS_HANDLER_COMPILE=1`` the modules listed in
 ``COMPILED`` are compiled with mypyc from the same source files: the same code, the same
-bytes out (the test suite runs both ways, ``scripts/run-tests``), about a third less CPU per
+bytes out (the test suite runs both ways, ``scripts/run-tests``), about a fifth less CPU per
 document on the batcher thread. The compiled build needs a C compiler, the Python headers, and
 mypy with the package's dependencies importable at build time, so build it without isolation::
 
