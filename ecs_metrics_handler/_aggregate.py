@@ -51,10 +51,17 @@ of a known shape into a series that exists already, without capturing or queuein
 the aggregator's lock is free and nothing older waits in the queue; otherwise (and for
 anything it does not know) the metric is queued for the batcher as before.
 
+Either way, adding a value to a series only appends it to the series' pending values
+(:meth:`~._series.Series.add`): count, sum, last, min, max and the sketch's buckets are
+folded from them in bulk, in the order added, when :data:`~._series.PENDING_LIMIT` of them
+wait or the series' document is built (:meth:`~._series.Series.settle`). The numbers are
+the same as folding each value at once (the same float sum, added in the same order).
+
 ``max_series`` caps the series of one interval: a metric of a new series beyond the cap is
 folded into its metric name's overflow series (labels ``{"overflow": "true"}``) and counted in
 ``stats()["aggregated_overflow"]``. So memory holds at most ``max_series`` series plus one
-overflow series per metric name (a few KiB each for timers, less for counters and gauges).
+overflow series per metric name (a few KiB each for timers, about 2 KiB for counters and
+gauges, most of it values not settled yet).
 
 Thread-safety: :attr:`Aggregator.lock` guards the series. The batcher holds it while it
 takes entries from the queue and folds them, and while it takes intervals;
@@ -67,7 +74,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Final
 
 import orjson
@@ -122,6 +129,8 @@ class Aggregator:
     ``server_ids`` (time-series indices): send no ``_id``, the cluster derives it from the
     dimensions and ``@timestamp``. ``histogram()`` true: timer and histogram documents also
     carry ``metrics.histogram`` (see :mod:`._histogram`); read once per document.
+    ``backlog``: the worker's queue of records not folded yet; :meth:`fold_now` folds only
+    while it is empty, so that a metric folded at once overtakes no older record.
     """
 
     def __init__(
@@ -136,8 +145,10 @@ class Aggregator:
         pid: int,
         server_ids: bool = False,
         histogram: Callable[[], bool] | None = None,
+        backlog: Collection[object] = (),
     ) -> None:
         require_ddsketch()
+        self._backlog = backlog
         self._histogram = histogram
         self._server_ids = server_ids
         self.interval = interval
@@ -171,19 +182,21 @@ class Aggregator:
         seen before, its series exists in the interval of ``created`` (epoch seconds) and
         ``seq`` is not older than that interval's records (the ledger's hold covers it).
         Otherwise folds nothing and returns None when the lock was busy (the batcher is at
-        work), False for the rest (the batcher has a series to open or a payload to
-        validate); the caller then queues the metric for the batcher. Never raises. The
-        caller checks first that its queue is empty, so that nothing folded here overtakes
-        an older record of the same thread.
+        work) or older records wait in ``backlog`` (the batcher folds them first), False for
+        the rest (the batcher has a series to open or a payload to validate); the caller
+        then queues the metric for the batcher. Never raises.
         """
         lock = self.lock
-        if not lock.acquire(False):
+        if self._backlog or not lock.acquire(False):
             return None
         try:
-            found = self._known_series(payload, created, learn=False)
-            if found is None or seq < found[0].min_seq:
+            interval = self._open.get(_floor(created / self.interval))
+            if interval is None or seq < interval.min_seq:
                 return False
-            found[1](payload.get("value"))
+            series = self._shapes.series_in(interval, payload, learn=False)
+            if series is None:
+                return False
+            series.add(payload.get("value"))
             self.folded_now += 1
             return True
         except Exception:  # an odd payload: the batcher's validating path says what is wrong
@@ -200,36 +213,15 @@ class Aggregator:
         Both paths give the same series, so the same documents. Call with :attr:`lock` held.
         """
         payload = entry.payload
-        found = self._known_series(payload, entry.created)
-        if found is None:
+        interval = self._open.get(_floor(entry.created / self.interval))
+        series = self._shapes.series_in(interval, payload)  # None without an interval
+        if series is None or interval is None:
             return False
-        interval, add = found
         if entry.seq < interval.min_seq:  # noqa: PLR1730  (cheaper than a call)
             interval.min_seq = entry.seq
-        add(payload.get("value"))
+        series.add(payload.get("value"))
         self.folded += 1
         return True
-
-    def _known_series(
-        self, payload: Any, created: float, *, learn: bool = True
-    ) -> tuple[Interval, Callable[[float | None], None]] | None:
-        """The open interval of ``created`` and the adder of ``payload``'s series in it, when
-        the payload's shape is known and the series exists; else None. ``learn``: see
-        :meth:`PayloadShapes.match`."""
-        shape = self._shapes.match(payload, learn=learn)
-        if shape is None:
-            return None
-        interval = self._open.get(_floor(created / self.interval))
-        if interval is None:
-            return None
-        add = shape.add
-        if interval is not shape.interval or add is None:
-            series = interval.series.get(shape.key)
-            if series is None:
-                return None
-            shape.interval = interval
-            shape.add = add = series.adder(shape.kind)
-        return interval, add
 
     def fold(self, entry: Entry) -> None:
         """Fold one entry into its series, validating it: the reference path (see
@@ -261,13 +253,14 @@ class Aggregator:
                 interval.overflow += 1
             if series is None:
                 series = interval.series[key] = self._new_series(kind, key)
-        series.add(value, kind_text)
+        series.add(value)
         self.folded += 1
 
     def _new_series(self, kind: MetricType, key: SeriesKey) -> Series:
         timed = kind in (MetricType.TIMER, MetricType.HISTOGRAM)
         sketch = BucketSketch(self._keys) if timed else None
-        return Series(sketch=sketch, labels=dict(key[3]) if key[3] else None)
+        labels = dict(key[3]) if key[3] else None
+        return Series(kind is MetricType.COUNTER, sketch=sketch, labels=labels)
 
     # -- shipping -----------------------------------------------------------------------------
 
@@ -351,6 +344,7 @@ class Aggregator:
         without the sketch's fields (quantiles, ``sketch``, ``histogram``) when ``quantiles``
         is false."""
         name, kind, unit, _labels = key
+        series.settle()
         metrics: dict[str, Any] = {"name": name, "type": kind}
         if unit is not None:
             metrics["unit"] = unit

@@ -326,11 +326,12 @@ class ElasticECSHandler(BufferingHandler):
             wake = False
             if type(payload) is dict:
                 # With aggregation, a metric of a known series is folded here and now (see
-                # Worker.fold_now): no capture, no queueing. Else it is queued, and when the
+                # Aggregator.fold_now): no capture, no queueing. Else it is queued, and when the
                 # batcher has a series to open, the first one queued wakes it at once, so
                 # that the next calls fold again.
-                if self._aggregator is not None:
-                    folded = worker.fold_now(payload, record.created, seq)
+                aggregator = self._aggregator
+                if aggregator is not None:
+                    folded = aggregator.fold_now(payload, record.created, seq)
                     if folded:
                         return
                     wake = folded is False

@@ -13,7 +13,6 @@ Not thread-safe: used with the aggregator's lock held (see ``_aggregate``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -21,7 +20,7 @@ from ._metric import MetricType, normalize_metric_fields
 from ._sketch import BucketSketch
 from .exceptions import InvalidMetricError
 
-__all__ = ["Interval", "PayloadShapes", "Series", "SeriesKey", "Shape"]
+__all__ = ["PENDING_LIMIT", "Interval", "PayloadShapes", "Series", "SeriesKey", "Shape"]
 
 #: (name, type, unit, sorted label pairs)
 SeriesKey: TypeAlias = "tuple[str, str, str | None, tuple[tuple[str, Any], ...]]"
@@ -33,12 +32,23 @@ _VALIDATED_KEYS: Final = frozenset({"duration_ns", "start", "end", "outcome", "e
 _LABEL_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
+#: Values a series holds unsettled at most (see :meth:`Series.settle`): bounds its memory
+#: (about 2 KiB: the list and the values it keeps alive), and what settling in bulk saves
+#: over folding each value is already there.
+PENDING_LIMIT: Final = 64
 
 
 @dataclass(slots=True)
 class Series:
-    """The numbers of one series in one interval (and part)."""
+    """The numbers of one series in one interval (and part).
 
+    :meth:`add` only appends a value to :attr:`pending` (the hot path, also on application
+    threads); :meth:`settle` folds what is pending into the numbers, in the order added (so
+    ``total`` is the same sum as adding one by one), at most :data:`PENDING_LIMIT` values
+    later. Read the numbers only after :meth:`settle`.
+    """
+
+    counter: bool = False
     count: int = 0
     total: float = 0
     minimum: float = math.inf
@@ -46,46 +56,38 @@ class Series:
     last: float | None = None
     sketch: BucketSketch | None = None
     labels: dict[str, Any] | None = None
+    #: values added and not settled yet, oldest first
+    pending: list[float] = field(default_factory=list)
 
-    def add(self, value: float | None, kind: str) -> None:
-        """Add one metric's value (None: a counter's increment of 1, or no value)."""
-        self.adder(kind)(value)
-
-    def adder(self, kind: str) -> Callable[[float | None], None]:
-        """The method that adds a value of a metric of type ``kind`` (its text)."""
-        if kind == "counter":
-            return self.add_increment
-        if self.sketch is None:
-            return self.add_gauge
-        return self.add_sampled
-
-    def add_increment(self, value: float | None) -> None:
-        self.count += 1
-        self.total += 1 if value is None else value
-
-    def add_gauge(self, value: float | None) -> None:
-        self.count += 1
+    def add(self, value: float | None) -> None:
+        """Add one metric's value (None: a counter's increment of 1; else counted only)."""
         if value is None:
-            return
-        self.total += value
-        self.last = value
-        if value < self.minimum:  # noqa: PLR1730  (cheaper than a call, on the hot path)
-            self.minimum = value
-        if value > self.maximum:  # noqa: PLR1730
-            self.maximum = value
+            if not self.counter:
+                self.count += 1
+                return
+            value = 1
+        pending = self.pending
+        pending.append(value)
+        if len(pending) >= PENDING_LIMIT:
+            self.settle()
 
-    def add_sampled(self, value: float | None) -> None:
-        """A timer's or histogram's value: the gauge's numbers and the sketch."""
-        self.count += 1
-        if value is None:
+    def settle(self) -> None:
+        """Fold the pending values into count, total, last, min, max and the sketch."""
+        values = self.pending
+        if not values:
             return
-        self.total += value
-        self.last = value
-        if value < self.minimum:  # noqa: PLR1730  (cheaper than a call, on the hot path)
-            self.minimum = value
-        if value > self.maximum:  # noqa: PLR1730
-            self.maximum = value
-        self.sketch.add(value)  # type: ignore[union-attr]  # adder(): only with a sketch
+        self.count += len(values)
+        self.total = sum(values, self.total)
+        if not self.counter:
+            self.last = values[-1]
+            low, high = min(values), max(values)
+            if low < self.minimum:  # noqa: PLR1730  (two bounds, one reading)
+                self.minimum = low
+            if high > self.maximum:  # noqa: PLR1730
+                self.maximum = high
+            if self.sketch is not None:
+                self.sketch.add_all(values)
+        values.clear()
 
 
 @dataclass(slots=True)
@@ -102,21 +104,21 @@ class Interval:
 @dataclass(slots=True)
 class Shape:
     """What is known of a payload shape: its series key and type, the types of its label
-    values (None: all str), and the adder of its series in the interval it last folded
-    into (both None after :meth:`PayloadShapes.forget_series`)."""
+    values (None: all str), and its series in the interval it last folded into (both None
+    after :meth:`PayloadShapes.forget_series`)."""
 
     key: SeriesKey
     kind: str
     label_types: tuple[type, ...] | None
     interval: Interval | None = None
-    add: Callable[[float | None], None] | None = None
+    series: Series | None = None
 
 
 class PayloadShapes:
     """Valid payload shapes seen, by ``(name, type, unit, label items)``; at most ``limit``
     (then it starts over).
 
-    :meth:`match` answers a payload that has the shape of one seen before: a dict of
+    :meth:`series_in` answers a payload that has the shape of one seen before: a dict of
     ``name`` (str), ``value`` (a finite float, an int of 64 bits or None), ``unit`` (str or
     None), ``type`` (str, :class:`MetricType` or None) and ``labels`` (a dict or None) and
     no key that ``normalize_metric_fields`` would check (``duration_ns``, ``start``,
@@ -131,8 +133,11 @@ class PayloadShapes:
         self._limit = limit
         self._shapes: dict[tuple[Any, ...], Shape] = {}
 
-    def match(self, payload: Any, *, learn: bool = True) -> Shape | None:
-        """The shape of ``payload`` if seen before (see the class docstring), else None.
+    def series_in(
+        self, interval: Interval | None, payload: Any, *, learn: bool = True
+    ) -> Series | None:
+        """The series of ``payload`` in ``interval`` if its shape was seen before (see the
+        class docstring) and the series exists there, else None (always for no interval).
 
         ``learn``: remember a new valid shape (it validates the payload: the batcher's work,
         not the application thread's).
@@ -178,7 +183,16 @@ class PayloadShapes:
         label_types = shape.label_types
         if label_types is not None and tuple(map(type, raw_labels.values())) != label_types:
             return None
-        return shape
+        series = shape.series
+        if interval is not shape.interval or series is None:
+            if interval is None:
+                return None
+            series = interval.series.get(shape.key)
+            if series is None:
+                return None
+            shape.interval = interval
+            shape.series = series
+        return series
 
     def _learn(self, payload: dict[str, Any], shape_key: tuple[Any, ...]) -> None:
         try:
@@ -200,7 +214,7 @@ class PayloadShapes:
     def forget_series(self) -> None:
         """Drop every shape's reference to an interval and its series (intervals shipped)."""
         for shape in self._shapes.values():
-            shape.interval = shape.add = None
+            shape.interval = shape.series = None
 
     def __len__(self) -> int:
         return len(self._shapes)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from .exceptions import ConfigurationError
@@ -111,8 +111,8 @@ def bucket_value(index: int, gamma: float, offset: float = 0.0) -> float:
 
 
 class BucketSketch:
-    """Bucket counts of one series' values (see the module docstring). ``add`` is the hot
-    path: a dict lookup of the value's bucket and a count."""
+    """Bucket counts of one series' values (see the module docstring). ``add_all`` is the
+    hot path: per value, a dict lookup of its bucket and a count."""
 
     __slots__ = ("_cached", "_keys", "negative", "positive", "zero_count")
 
@@ -124,20 +124,28 @@ class BucketSketch:
         self.zero_count = 0
 
     def add(self, value: float) -> None:
-        index: Any = self._cached.get(value, _MISSING)
-        if index is _MISSING:
-            index = self._keys.bucket(value)
-        if index is None:
-            self.zero_count += 1
-            return
-        store = self.positive if value > 0 else self.negative
-        seen = store.get(index)
-        if seen is None:
-            store[index] = 1
-            if len(store) > BIN_LIMIT:
-                _collapse_lowest(store)
-        else:
-            store[index] = seen + 1
+        """Count one value (finite; as :meth:`add_all`)."""
+        self.add_all((value,))
+
+    def add_all(self, values: Iterable[float]) -> None:
+        """Count each of ``values`` (finite), in order: its bucket's count plus one."""
+        cached, keys = self._cached, self._keys
+        positive, negative = self.positive, self.negative
+        for value in values:
+            index: Any = cached.get(value, _MISSING)
+            if index is _MISSING:
+                index = keys.bucket(value)
+            if index is None:
+                self.zero_count += 1
+                continue
+            store = positive if value > 0 else negative
+            seen = store.get(index)
+            if seen is None:
+                store[index] = 1
+                if len(store) > BIN_LIMIT:
+                    _collapse_lowest(store)
+            else:
+                store[index] = seen + 1
 
     @property
     def count(self) -> int:

@@ -130,10 +130,11 @@ class Worker:
                 pid=builder.pid,
                 server_ids=server_ids,
                 histogram=installer.histogram_mapped.is_set,
+                backlog=queue,
             )
         )
         #: with ``aggregation_interval``: the series (the logging call folds into them through
-        #: :meth:`fold_now`)
+        #: :meth:`~._aggregate.Aggregator.fold_now`, which folds only while ``queue`` is empty)
         self.aggregator = aggregator
         if aggregator is not None:
             stats.add_source("aggregated", lambda: aggregator.folded_now)
@@ -232,18 +233,6 @@ class Worker:
         if (wake or len(queue) >= self._wake_at) and not self._batcher.wake_pending:
             self.wake()
         return True
-
-    def fold_now(self, payload: Any, created: float, seq: int) -> bool | None:
-        """With ``aggregation_interval``: fold a metric on the calling (application) thread.
-
-        Only when nothing older waits in the queue, so that it overtakes no record of the
-        caller's thread; then as :meth:`Aggregator.fold_now`. True: folded. None: not now
-        (older records queued, or the batcher holds the lock): queue it. False: queue it and
-        wake the batcher, which has a series to open or a payload to validate. Never waits.
-        """
-        if self._queue:
-            return None
-        return self.aggregator.fold_now(payload, created, seq)  # type: ignore[union-attr]
 
     def runs_here(self, thread: int | None = None) -> bool:
         """Whether ``thread`` (default: the calling thread) is one of this worker's.
