@@ -103,12 +103,11 @@ class Interval:
 
 @dataclass(slots=True)
 class Shape:
-    """What is known of a payload shape: its series key and type, the types of its label
-    values (None: all str), and its series in the interval it last folded into (both None
-    after :meth:`PayloadShapes.forget_series`)."""
+    """What is known of a payload shape: its series key, the types of its label values
+    (None: all str), and its series in the interval it last folded into (both None after
+    :meth:`PayloadShapes.forget_series`)."""
 
     key: SeriesKey
-    kind: str
     label_types: tuple[type, ...] | None
     interval: Interval | None = None
     series: Series | None = None
@@ -209,7 +208,7 @@ class PayloadShapes:
             self._shapes.clear()
         key: SeriesKey = (name, kind.value, unit, tuple(sorted(labels.items())) if labels else ())
         all_str = all(t is str for t in value_types)
-        self._shapes[shape_key] = Shape(key, kind.value, None if all_str else value_types)
+        self._shapes[shape_key] = Shape(key, None if all_str else value_types)
 
     def forget_series(self) -> None:
         """Drop every shape's reference to an interval and its series (intervals shipped)."""
