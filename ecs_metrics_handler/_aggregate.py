@@ -118,6 +118,8 @@ CLOSE_GRACE: Final = 0.25
 
 
 _floor: Final = math.floor  # a global: cheaper to reach than the module's attribute
+#: :attr:`Aggregator._latest` when no interval is remembered: a range nothing falls in.
+_NO_INTERVAL: Final[tuple[float, float, Interval | None]] = (math.inf, -math.inf, None)
 
 
 class Aggregator:
@@ -160,6 +162,9 @@ class Aggregator:
         self._pid = pid
         self._duration_ns = round(interval * 1e9)
         self._open: dict[int, Interval] = {}
+        #: the open interval folded into last, as ``(lo, hi, interval)``: every time in
+        #: ``[lo, hi]`` falls in it (see :meth:`_interval_at`); :data:`_NO_INTERVAL` for none
+        self._latest = _NO_INTERVAL
         #: per interval slot: the next part number (a flush shipped the earlier parts)
         self._parts: dict[int, int] = {}
         #: records folded so far, and those of them that went to overflow series
@@ -190,7 +195,9 @@ class Aggregator:
         if self._backlog or not lock.acquire(False):
             return None
         try:
-            interval = self._open.get(_floor(created / self.interval))
+            lo, hi, interval = self._latest
+            if not lo <= created <= hi:
+                interval = self._interval_at(created)
             if interval is None or seq < interval.min_seq:
                 return False
             series = self._shapes.series_in(interval, payload, learn=False)
@@ -213,7 +220,10 @@ class Aggregator:
         Both paths give the same series, so the same documents. Call with :attr:`lock` held.
         """
         payload = entry.payload
-        interval = self._open.get(_floor(entry.created / self.interval))
+        created = entry.created
+        lo, hi, interval = self._latest
+        if not lo <= created <= hi:
+            interval = self._interval_at(created)
         series = self._shapes.series_in(interval, payload)  # None without an interval
         if series is None or interval is None:
             return False
@@ -222,6 +232,25 @@ class Aggregator:
         series.add(payload.get("value"))
         self.folded += 1
         return True
+
+    def _interval_at(self, created: float) -> Interval | None:
+        """The open interval of ``created`` (epoch seconds), if any; remembered in
+        :attr:`_latest` with the range of times that surely fall in it, so that the next
+        metrics of the same interval need two comparisons, not a division and a lookup."""
+        size = self.interval
+        slot = _floor(created / size)
+        interval = self._open.get(slot)
+        if interval is not None:
+            # The bounds as computed, moved inwards until the division maps them to the slot
+            # (it is monotonic: so does everything between them).
+            lo = slot * size
+            while _floor(lo / size) < slot:
+                lo = math.nextafter(lo, math.inf)
+            hi = (slot + 1) * size
+            while _floor(hi / size) > slot:
+                hi = math.nextafter(hi, -math.inf)
+            self._latest = (lo, hi, interval)
+        return interval
 
     def fold(self, entry: Entry) -> None:
         """Fold one entry into its series, validating it: the reference path (see
@@ -294,6 +323,7 @@ class Aggregator:
         min_seq: int | None = None
         if slots:
             self._shapes.forget_series()  # they may point into the intervals taken
+            self._latest = _NO_INTERVAL
         for slot in sorted(slots):
             interval = self._open.pop(slot)
             self._parts[slot] = interval.part + 1

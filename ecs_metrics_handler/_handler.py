@@ -317,7 +317,9 @@ class ElasticECSHandler(BufferingHandler):
                 return
             worker = self._worker
             thread = record.thread
-            if worker.runs_here(thread):
+            if thread is None:  # logging.logThreads off
+                thread = threading.get_ident()
+            if thread in worker.thread_ids:
                 return  # something logged from our own worker: never ship it
             seq = self._next_seq()  # atomic: emit needs no lock
             if self._closed:

@@ -192,7 +192,11 @@ class Worker:
         )
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
-        self._thread_ids: frozenset[int] = frozenset()
+        #: the idents of this worker's threads once started (a new frozenset then, never
+        #: changed in place). Records made on them are never shipped: the handler checks the
+        #: record's ``thread``, which also catches a worker record that reaches the handler
+        #: through another thread (a ``QueueListener``).
+        self.thread_ids: frozenset[int] = frozenset()
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -213,7 +217,7 @@ class Worker:
             ]
             for thread in self._threads:
                 thread.start()
-            self._thread_ids = frozenset(t.ident for t in self._threads if t.ident is not None)
+            self.thread_ids = frozenset(t.ident for t in self._threads if t.ident is not None)
 
     def offer(self, entry: Entry, *, wake: bool = False) -> bool:
         """Queue ``entry`` for shipping (called by the handler on the application's thread).
@@ -233,15 +237,6 @@ class Worker:
         if (wake or len(queue) >= self._wake_at) and not self._batcher.wake_pending:
             self.wake()
         return True
-
-    def runs_here(self, thread: int | None = None) -> bool:
-        """Whether ``thread`` (default: the calling thread) is one of this worker's.
-
-        Records made on the worker's threads are never shipped. The handler passes the
-        record's ``thread`` (None when ``logging.logThreads`` is off), which also catches a
-        worker record that reaches the handler through another thread (a ``QueueListener``).
-        """
-        return (threading.get_ident() if thread is None else thread) in self._thread_ids
 
     def wake(self) -> None:
         """Ask the batcher to take what is queued now."""
