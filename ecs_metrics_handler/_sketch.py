@@ -18,7 +18,10 @@ bin_limit=BIN_LIMIT)``:
 
 The bucket of a value is remembered in a dict shared by the sketches of one aggregator
 (:class:`KeyCache`), so adding a value seen before costs no logarithm: a dict lookup and a
-count. Memory per sketch: its buckets, at most ``BIN_LIMIT`` per sign (usually a few dozen).
+count. Values added together (:meth:`BucketSketch.add_all`) that are all positive, as timings
+are, have their buckets computed in one pass of C-level ``map`` calls and counted by
+``Counter.update``. Memory per sketch: its buckets, at most ``BIN_LIMIT`` per sign (usually a
+few dozen).
 
 Not thread-safe: the batcher thread alone uses the sketches of its aggregator.
 """
@@ -26,8 +29,11 @@ Not thread-safe: the batcher thread alone uses the sketches of its aggregator.
 from __future__ import annotations
 
 import math
+import operator
 import sys
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any, Final
 
 from .exceptions import ConfigurationError
@@ -64,7 +70,16 @@ class KeyCache:
     :data:`_KEY_CACHE_LIMIT` values.
     """
 
-    __slots__ = ("_key", "_top", "buckets", "gamma", "mapping", "max_possible", "min_possible")
+    __slots__ = (
+        "_key",
+        "_multiplier",
+        "_top",
+        "buckets",
+        "gamma",
+        "mapping",
+        "max_possible",
+        "min_possible",
+    )
 
     def __init__(self) -> None:
         from ddsketch.mapping import LogarithmicMapping
@@ -75,6 +90,7 @@ class KeyCache:
         self.max_possible: float = self.mapping.max_possible
         self._key = self.mapping.key
         self._top = int(self._key(self.max_possible))
+        self._multiplier = _bulk_multiplier(self.mapping)
         self.buckets: dict[float, int | None] = {}
 
     def bucket(self, value: float) -> int | None:
@@ -92,8 +108,46 @@ class KeyCache:
         buckets[value] = found
         return found
 
+    def positive_buckets(self, values: Sequence[float]) -> list[int]:
+        """The bucket indexes of ``values``, each in ``(min_possible, max_possible]``: the
+        same as :meth:`bucket`, the remembered ones looked up, else all computed in one pass
+        (and remembered)."""
+        buckets = self.buckets
+        found: list[Any] = list(map(buckets.get, values))
+        if None not in found:
+            return found
+        multiplier = self._multiplier
+        if multiplier is None:
+            return [int(self._key(value)) for value in values]
+        logs = map(operator.truediv, map(math.log, values), repeat(_LN2))
+        computed = list(map(math.ceil, map(operator.mul, logs, repeat(multiplier))))
+        if len(buckets) >= _KEY_CACHE_LIMIT:
+            buckets.clear()
+        buckets.update(zip(values, computed, strict=True))
+        return computed
+
 
 _MISSING: Final = object()
+_LN2: Final = math.log(2.0)
+#: Values whose buckets :func:`_bulk_multiplier` checks against the mapping's ``key``.
+_PROBES: Final = (1e-300, 1e-9, 0.001, 0.5, 1.0, 1.01, 1.5, 2.0, 10.0, 12345.678, 1e300)
+
+
+def _bulk_multiplier(mapping: Any) -> float | None:
+    """The multiplier ``m`` for which ``ceil(log(v) / log(2) * m)`` is ``mapping.key(v)``.
+
+    ``LogarithmicMapping.key(v)`` is ``int(ceil(log(v, 2) * multiplier) + offset)``, and
+    ``math.log(v, 2)`` is ``log(v) / log(2)``; with no offset (:data:`INDEX_OFFSET`) that is
+    the formula. The multiplier is the mapping's own (not public), so it is checked on a few
+    values first: None (buckets computed one by one) when it is missing or disagrees.
+    """
+    multiplier = getattr(mapping, "_multiplier", None)
+    if type(multiplier) is not float or INDEX_OFFSET != 0.0:
+        return None
+    for value in _PROBES:
+        if math.ceil(math.log(value) / _LN2 * multiplier) != int(mapping.key(value)):
+            return None
+    return multiplier
 
 
 def bucket_value(index: int, gamma: float, offset: float = 0.0) -> float:
@@ -119,7 +173,7 @@ class BucketSketch:
     def __init__(self, keys: KeyCache) -> None:
         self._keys = keys
         self._cached = keys.buckets
-        self.positive: dict[int, int] = {}
+        self.positive: Counter[int] = Counter()
         self.negative: dict[int, int] = {}
         self.zero_count = 0
 
@@ -127,9 +181,16 @@ class BucketSketch:
         """Count one value (finite; as :meth:`add_all`)."""
         self.add_all((value,))
 
-    def add_all(self, values: Iterable[float]) -> None:
-        """Count each of ``values`` (finite), in order: its bucket's count plus one."""
-        cached, keys = self._cached, self._keys
+    def add_all(self, values: Sequence[float]) -> None:
+        """Count each of ``values`` (finite): its bucket's count plus one."""
+        keys = self._keys
+        if values and min(values) > keys.min_possible and max(values) <= keys.max_possible:
+            positive = self.positive
+            positive.update(keys.positive_buckets(values))
+            if len(positive) > BIN_LIMIT:
+                _collapse_lowest(positive)
+            return
+        cached = self._cached
         positive, negative = self.positive, self.negative
         for value in values:
             index: Any = cached.get(value, _MISSING)

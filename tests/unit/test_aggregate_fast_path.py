@@ -27,6 +27,7 @@ from ecs_metrics_handler._sketch import (
     RELATIVE_ACCURACY,
     BucketSketch,
     KeyCache,
+    _bulk_multiplier,
     merged_quantile,
     sketch_fields,
     sketch_quantile,
@@ -302,6 +303,49 @@ def test_buckets_collapsing_and_quantiles_match_ddsketch(values: list[float]) ->
     assert got == want
     assert [type(q) for q in got[1]] == [type(q) for q in want[1]]  # 0 (int) for the zero bucket
     assert ours(values[::-1])[0] == ddsketch_reference(values[::-1])[0] == want[0]
+
+
+positive_values = st.lists(
+    st.one_of(magnitudes, st.floats(min_value=1e-3, max_value=1e3, exclude_min=True)),
+    max_size=300,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(positive_values, sketch_values),
+    st.lists(st.integers(min_value=1, max_value=80), max_size=12),
+    st.booleans(),
+)
+def test_values_added_in_chunks_count_in_ddsketchs_buckets(
+    values: list[float], cuts: list[int], exact_multiplier: bool
+) -> None:
+    """Chunks all positive take the bulk path (a chunk partly remembered included: every
+    value is added twice); any other chunk the one-by-one path; both give ddsketch's
+    buckets. Without the mapping's multiplier the bulk path computes each bucket alone."""
+    keys = KeyCache()
+    if not exact_multiplier:
+        keys._multiplier = None
+    sketch = BucketSketch(keys)
+    doubled = values + values[::2] + values
+    start = 0
+    for size in cuts:
+        sketch.add_all(doubled[start : start + size])
+        start += size
+    sketch.add_all(doubled[start:])
+    assert sketch_fields(sketch) == ddsketch_reference(doubled)[0]
+
+
+def test_the_bulk_multiplier_is_refused_when_it_disagrees_with_the_mapping() -> None:
+    from ddsketch.mapping import LogarithmicMapping
+
+    mapping = LogarithmicMapping(RELATIVE_ACCURACY)
+    assert _bulk_multiplier(mapping) == mapping._multiplier
+    key = mapping.key
+    mapping.key = lambda value: key(value) + (value > 1000)  # type: ignore[method-assign]
+    assert _bulk_multiplier(mapping) is None  # a key not of the formula
+    del mapping._multiplier
+    assert _bulk_multiplier(mapping) is None
 
 
 def test_collapsing_keeps_the_highest_bin_limit_indexes() -> None:
