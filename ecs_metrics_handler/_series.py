@@ -86,7 +86,7 @@ class Series:
             if high > self.maximum:  # noqa: PLR1730
                 self.maximum = high
             if self.sketch is not None:
-                self.sketch.add_all(values)
+                self.sketch.add_all(values, low, high)
         values.clear()
 
 

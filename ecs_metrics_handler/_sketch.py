@@ -1,8 +1,9 @@
 """DDSketch bucket counts of a series' values, and the mergeable ``metrics.sketch`` form.
 
 A :class:`BucketSketch` counts values in the buckets of ``ddsketch``'s logarithmic mapping
-(``ddsketch.mapping.LogarithmicMapping(RELATIVE_ACCURACY)``, its public ``key``, ``value``,
-``gamma`` and ``min_possible``), the same buckets, collapsing and quantiles as
+(``ddsketch.mapping.LogarithmicMapping(RELATIVE_ACCURACY)``: its public ``key``, ``value``,
+``gamma`` and ``min_possible``; for values added in bulk its ``_multiplier``, checked against
+``key`` first, see :func:`_bulk_multiplier`), the same buckets, collapsing and quantiles as
 ``ddsketch.LogCollapsingLowestDenseDDSketch(relative_accuracy=RELATIVE_ACCURACY,
 bin_limit=BIN_LIMIT)``:
 
@@ -23,7 +24,8 @@ are, have their buckets computed in one pass of C-level ``map`` calls and counte
 ``Counter.update``. Memory per sketch: its buckets, at most ``BIN_LIMIT`` per sign (usually a
 few dozen).
 
-Not thread-safe: the batcher thread alone uses the sketches of its aggregator.
+Not thread-safe: the sketches of an aggregator are used only under its lock (by the batcher,
+or by an application thread folding a metric at once).
 """
 
 from __future__ import annotations
@@ -181,10 +183,22 @@ class BucketSketch:
         """Count one value (finite; as :meth:`add_all`)."""
         self.add_all((value,))
 
-    def add_all(self, values: Sequence[float]) -> None:
-        """Count each of ``values`` (finite): its bucket's count plus one."""
+    def add_all(
+        self, values: Sequence[float], low: float | None = None, high: float | None = None
+    ) -> None:
+        """Count each of ``values`` (finite): its bucket's count plus one.
+
+        ``low`` and ``high``: ``min(values)`` and ``max(values)``, when the caller has them
+        already (else computed here); they only choose the path, not the buckets.
+        """
+        if not values:
+            return
         keys = self._keys
-        if values and min(values) > keys.min_possible and max(values) <= keys.max_possible:
+        if low is None:
+            low = min(values)
+        if high is None:
+            high = max(values)
+        if low > keys.min_possible and high <= keys.max_possible:
             positive = self.positive
             positive.update(keys.positive_buckets(values))
             if len(positive) > BIN_LIMIT:
