@@ -16,7 +16,7 @@ counter (``http.requests``, labelled the same way) and one unlabelled gauge
 (``queue.depth``), each built with :func:`ecs_metrics_handler.metric` as an application
 would.
 
-Two measures per child, in two phases:
+Three measures per child, in three phases (the floor's child: the first and the last):
 
 1. **End-to-end client CPU per metric**: ``time.process_time()`` (every thread of the
    process: application, batcher, sender) from the first of ``--n`` calls until the handler
@@ -26,14 +26,21 @@ Two measures per child, in two phases:
    ``bench_ship.py``. For the floor: the CPU of the calls alone. Delivery is checked on
    the endpoint (its per-index counters): every document, and for ``ours_agg`` every
    aggregate document counted in ``stats()["aggregates"]``.
-2. **Application-thread cost per call**: ``--rounds`` rounds of ``--calls`` calls, each
+2. **The same, paired in one process**: ``--n`` metrics again, in chunks of ``--chunk``,
+   each chunk preceded by a chunk of the same calls on a ``NullHandler`` logger in the same
+   process. The floor is the main thread's CPU (``time.thread_time()``) over the floor
+   chunks; ours is the process's CPU over the whole phase (until settled, as above) less that.
+   A floor measured milliseconds, not seconds, apart from what it is compared with: the
+   slow drifts of a shared machine hit both.
+3. **Application-thread cost per call**: ``--rounds`` rounds of ``--calls`` calls, each
    timed on its own with ``time.perf_counter_ns()`` (the timer's own cost subtracted), the
    worker busy with ``bench_emit.PRELOAD`` untimed calls logged before each round; a round's
    median and p99; the child's estimate is the median over its rounds.
 
 Estimates: every variant runs ``--reps`` times, interleaved (null, ours_agg, ours_docs, null,
 ...). Ratios are **paired**: each child's figure divided by the floor child's of the same
-repetition, then the median over repetitions (and the spread, min-max, is printed).
+repetition, then the median over repetitions (and the spread, min-max, is printed); phase 2's
+ratio is each child's own (column ``paired x``), its median over repetitions.
 """
 
 from __future__ import annotations
@@ -136,6 +143,27 @@ def paced(logger: logging.Logger, handler: Any, n: int, start: int, high_water: 
                 time.sleep(0.002)
 
 
+def paired_with_floor(
+    logger: logging.Logger, handler: Any, n: int, start: int, chunk: int, high_water: int
+) -> dict[str, float]:
+    """Phase 2 (see the module doc): ours and the floor alternated by chunks, one process."""
+    floor = bench_logger(f"{logger.name}.floor", logging.NullHandler())
+    floor_cpu = 0.0
+    done, i = 0, start
+    c0 = time.process_time()
+    while done < n:
+        k = min(chunk, n - done)
+        t = time.thread_time()
+        emit_workload(floor, k, i)
+        floor_cpu += time.thread_time() - t
+        paced(logger, handler, k, i, high_water)
+        i += k
+        done += k
+    settle(handler)
+    ours = (time.process_time() - c0 - floor_cpu) / n * 1e6
+    return {"cpu_us_per_metric": ours, "floor_us_per_metric": floor_cpu / n * 1e6}
+
+
 def settle(handler: Any) -> dict[str, Any]:
     handler.flush(timeout=120)
     wait_until(lambda: settled(handler.stats()), timeout=120, interval=0.005)
@@ -201,7 +229,12 @@ def child_main(args: argparse.Namespace) -> int:
                 f"{counted} of {args.n} metrics counted; stats {delta}"
             )
 
-    # phase 2: application-thread cost per call
+    # phase 2: the same, paired with the floor in this process
+    if handler is not None:
+        out["paired"] = paired_with_floor(logger, handler, args.n, i, args.chunk, args.high_water)
+        i += args.n
+
+    # phase 3: application-thread cost per call
     rounds = []
     for _ in range(args.rounds):
         if handler is not None:
@@ -242,11 +275,18 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         ]
         x_cpu = [r["cpu_us_per_metric"] / f["cpu_us_per_metric"] for r, f in pairs]
         x_med = [r["app_median_us"] / f["app_median_us"] for r, f in pairs]
+        x_paired = [
+            r["paired"]["cpu_us_per_metric"] / r["paired"]["floor_us_per_metric"]
+            for r in ok
+            if "paired" in r
+        ]
         rows[variant] = {
             "cpu_us": median([r["cpu_us_per_metric"] for r in ok]),
             "cpu_us_all": [round(r["cpu_us_per_metric"], 2) for r in runs],
             "x_null_cpu": median(x_cpu),
             "x_null_cpu_spread": _spread(x_cpu),
+            "x_paired_cpu": median(x_paired) if x_paired else 1.0,
+            "x_paired_cpu_all": [round(x, 2) for x in x_paired],
             "app_median_us": median([r["app_median_us"] for r in ok]),
             "app_median_all": [round(r["app_median_us"], 2) for r in runs],
             "x_null_median": median(x_med),
@@ -261,15 +301,18 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 def print_table(rows: dict[str, Any], file: Any = sys.stdout) -> None:
     print(
         f"{'variant':10} {'CPU us/metric':>13} {'x null (min-max)':>22} "
-        f"{'app median us':>13} {'x null (min-max)':>22} {'app p99 us':>10} {'docs/run':>9}",
+        f"{'paired x':>8} {'app median us':>13} {'x null (min-max)':>22} {'app p99 us':>10} "
+        f"{'docs/run':>9}",
         file=file,
     )
     for key, r in rows.items():
         cs, ms = r["x_null_cpu_spread"] or [0, 0], r["x_null_median_spread"] or [0, 0]
+        paired = r.get("x_paired_cpu", 1.0)
         docs = median([d for d in r["documents"] if d is not None]) if key != "null" else 0
         print(
             f"{key:10} {r['cpu_us']:13.2f} {r['x_null_cpu']:8.2f} ({cs[0]:.2f}-{cs[1]:.2f}){'':4} "
-            f"{r['app_median_us']:13.2f} {r['x_null_median']:8.2f} ({ms[0]:.2f}-{ms[1]:.2f}){'':4} "
+            f"{paired:8.2f} {r['app_median_us']:13.2f} {r['x_null_median']:8.2f} "
+            f"({ms[0]:.2f}-{ms[1]:.2f}){'':4} "
             f"{r['app_p99_us']:10.1f} {docs:9.0f}"
             + (f"  ERRORS: {r['errors']}" if r["errors"] else ""),
             file=file,
@@ -284,6 +327,7 @@ def run(
     calls: int,
     high_water: int = 20_000,
     log: Any = sys.stderr,
+    chunk: int = 2_000,
 ) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     with bulk_endpoint() as url:
@@ -292,7 +336,7 @@ def run(
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant]
                 cmd += ["--url", url, "--n", str(n), "--warmup", str(warmup)]
                 cmd += ["--rounds", str(rounds), "--calls", str(calls)]
-                cmd += ["--high-water", str(high_water)]
+                cmd += ["--high-water", str(high_water), "--chunk", str(chunk)]
                 t = time.perf_counter()
                 try:
                     res: dict[str, Any] = run_json_child(cmd, timeout=max(600, n / 200))
@@ -327,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=10_000, help="timed calls per round")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--high-water", type=int, default=20_000)
+    ap.add_argument("--chunk", type=int, default=2_000, help="metrics per chunk (phase 2)")
     ap.add_argument("--json", help="write the full results here")
     args = ap.parse_args(argv)
     if args.child:

@@ -194,6 +194,16 @@ def ratios_table(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 verdict(ours["x_null_cpu"] <= 1.5),
             )
         )
+        paired = ours.get("x_paired_cpu_all") or [math.nan]
+        rows.append(
+            (
+                "aggregation on: same, floor paired in one process",
+                "",
+                f"{fmt(ours['x_paired_cpu'])}x null (reps {fmt(min(paired))}-{fmt(max(paired))})",
+                "<= 1.5x null",
+                verdict(ours["x_paired_cpu"] <= 1.5),
+            )
+        )
         if docs:
             rows.append(
                 (
