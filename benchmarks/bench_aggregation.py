@@ -285,7 +285,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             "cpu_us_all": [round(r["cpu_us_per_metric"], 2) for r in runs],
             "x_null_cpu": median(x_cpu),
             "x_null_cpu_spread": _spread(x_cpu),
-            "x_paired_cpu": median(x_paired) if x_paired else 1.0,
+            "x_paired_cpu": (
+                median(x_paired) if x_paired else 1.0 if variant == "null" else float("nan")
+            ),
             "x_paired_cpu_all": [round(x, 2) for x in x_paired],
             "app_median_us": median([r["app_median_us"] for r in ok]),
             "app_median_all": [round(r["app_median_us"], 2) for r in runs],
